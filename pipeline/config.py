@@ -1,0 +1,135 @@
+"""Project paths and `params.yaml`, validated on load.
+
+Every stage takes its knobs from here, so a typo in params.yaml fails fast with
+the offending field named instead of silently falling back to a default.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class ConfigError(ValueError):
+    """A configuration or input file is invalid; the message names file and field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class IngestParams(_Strict):
+    raw_dir: str = "data/raw"
+    paragraphs: str = "data/paragraphs.parquet"
+    min_words: int = Field(12, ge=1, description="shorter blocks are never body paragraphs")
+    topic_groups: dict[str, list[str]] = Field(
+        default_factory=dict,
+        description="an article is on-topic when it mentions a term of every group",
+    )
+
+
+class LabelsParams(_Strict):
+    schema_file: str = "labels/schema.yaml"
+    annotations: str = "labels/annotations.jsonl"
+    adjudications: str = "labels/adjudications.jsonl"
+
+
+class DatasetParams(_Strict):
+    out_dir: str = "data/dataset"
+    card: str = "data/DATASET_CARD.md"
+
+
+class EvaluateParams(_Strict):
+    n_splits: int = Field(5, ge=2)
+    n_repeats: int = Field(3, ge=1)
+    n_bootstrap: int = Field(1000, ge=100)
+    confidence: float = Field(0.95, gt=0, lt=1)
+    calibration_bins: int = Field(10, ge=2)
+
+
+class RegisterParams(_Strict):
+    model_name: str = "stance-classifier"
+    alias: str = "champion"
+    metric: str = "macro_f1"
+
+
+class MlflowParams(_Strict):
+    experiment: str = "stance"
+
+
+class Params(_Strict):
+    seed: int = 42
+    ingest: IngestParams = IngestParams()
+    labels: LabelsParams = LabelsParams()
+    dataset: DatasetParams = DatasetParams()
+    evaluate: EvaluateParams = EvaluateParams()
+    models: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="model family -> its hyperparameters (validated by the family)"
+    )
+    registry: RegisterParams = RegisterParams()
+    mlflow: MlflowParams = MlflowParams()
+
+
+def project_root() -> Path:
+    """The folder holding params.yaml: $STANCE_ROOT, else the nearest parent of the cwd."""
+    if env := os.environ.get("STANCE_ROOT"):
+        return Path(env).resolve()
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents):
+        if (folder / "params.yaml").exists():
+            return folder
+    return here
+
+
+def resolve(path: str | Path) -> Path:
+    """A params path relative to the project root, or an absolute path unchanged."""
+    path = Path(path)
+    return path if path.is_absolute() else project_root() / path
+
+
+def load_params(path: str | Path | None = None) -> Params:
+    """Read and validate params.yaml; errors name the file and the field."""
+    path = Path(path) if path else project_root() / "params.yaml"
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: not found") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: invalid YAML: {err}") from None
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(f"{path}: {_describe(err)}") from None
+
+
+def _describe(err: ValidationError) -> str:
+    return "; ".join(
+        f"field '{'.'.join(str(p) for p in e['loc'])}': {e['msg']}" for e in err.errors()
+    )
+
+
+def validate_section(model: type[BaseModel], raw: dict[str, Any], where: str) -> Any:
+    """Validate one free-form params section (e.g. a model family's hyperparameters)."""
+    try:
+        return model.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(f"params.yaml: {where}: {_describe(err)}") from None
+
+
+def set_seed(seed: int) -> None:
+    """Fix every random generator a stage may touch."""
+    random.seed(seed)
+    np.random.seed(seed)
+    os.environ["PYTHONHASHSEED"] = str(seed)
+    try:
+        import torch
+
+        torch.manual_seed(seed)
+    except ImportError:  # torch is optional for the sklearn-only path
+        pass

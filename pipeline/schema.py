@@ -1,0 +1,83 @@
+"""The label schema (labels/schema.yaml): tasks, their classes and definitions.
+
+Nothing else in the package names a task or a class; everything iterates over
+`LabelSchema.tasks`, so adding a task to the YAML is enough to train and score it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from pipeline.config import ConfigError, load_params, resolve
+
+
+class ClassDef(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    definition: str = Field(min_length=1)
+    key: str | None = Field(None, max_length=1, description="keyboard shortcut in the annotation app")
+
+
+class TaskDef(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    question: str = Field(min_length=1)
+    classes: dict[str, ClassDef]
+
+    @model_validator(mode="after")
+    def _at_least_two(self) -> "TaskDef":
+        if len(self.classes) < 2:
+            raise ValueError("a task needs at least two classes")
+        return self
+
+    @property
+    def labels(self) -> list[str]:
+        """Class names in schema order (the order of ClassLabel ids and probability columns)."""
+        return list(self.classes)
+
+
+class LabelSchema(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    tasks: dict[str, TaskDef]
+
+    @model_validator(mode="after")
+    def _unique_keys(self) -> "LabelSchema":
+        if not self.tasks:
+            raise ValueError("the schema defines no task")
+        keys = [c.key for t in self.tasks.values() for c in t.classes.values() if c.key]
+        dupes = sorted({k for k in keys if keys.count(k) > 1})
+        if dupes:
+            raise ValueError(f"keyboard shortcuts used twice: {dupes}")
+        return self
+
+    @property
+    def task_names(self) -> list[str]:
+        return list(self.tasks)
+
+    def labels(self, task: str) -> list[str]:
+        return self.tasks[task].labels
+
+    def check(self, task: str, label: str) -> str | None:
+        """None when (task, label) is valid, else a message saying what is wrong."""
+        if task not in self.tasks:
+            return f"unknown task '{task}' (schema has: {', '.join(self.tasks)})"
+        if label not in self.tasks[task].classes:
+            return f"unknown class '{label}' for task '{task}' (allowed: {', '.join(self.labels(task))})"
+        return None
+
+
+def load_schema(path: str | Path | None = None) -> LabelSchema:
+    """Load and validate the schema; by default the file named in params.yaml."""
+    path = Path(path) if path else resolve(load_params().labels.schema_file)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: label schema not found") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: invalid YAML: {err}") from None
+    try:
+        return LabelSchema.model_validate(raw)
+    except ValidationError as err:
+        where = "; ".join(f"field '{'.'.join(map(str, e['loc']))}': {e['msg']}" for e in err.errors())
+        raise ConfigError(f"{path}: {where}") from None
