@@ -41,6 +41,7 @@ def ingest(
 
 
 # --- sub-commands owned by other modules register here (one line each) ---
+from pipeline.annotate.cli import annotate_app, labels_app; app.add_typer(annotate_app, name="annotate"); app.add_typer(labels_app, name="labels")  # noqa: E402,E702
 
 
 def main() -> None:

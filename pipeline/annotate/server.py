@@ -1,0 +1,167 @@
+"""The labelling web app: a small JSON API plus static, dependency-free HTML/JS.
+
+Every /api call carries the annotator's name and token (headers `X-Annotator` and
+`Authorization: Bearer <token>`), so there is no cookie to ride on (no CSRF), and the
+page keeps them in sessionStorage only. No endpoint takes a path: the app reads the
+schema, guidelines and paragraphs named in params.yaml and writes only through the
+label store. A strict Content-Security-Policy (no inline script) backs up the page's
+rule of rendering data with textContent only.
+"""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from fastapi import Depends, FastAPI, Header, HTTPException, Request
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, ConfigDict, Field
+from rich.console import Console
+
+from pipeline.annotate.paragraphs import ParagraphPool
+from pipeline.annotate.queue import QueueOptions, UncertaintyCache, next_paragraph
+from pipeline.annotate.store import LabelStore
+from pipeline.config import load_params, resolve
+from pipeline.labels import Annotation, load_annotations
+from pipeline.schema import LabelSchema, load_schema
+
+STATIC = Path(__file__).parent / "static"
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; "
+                               "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+
+
+@dataclass
+class Project:
+    """Everything the app reads, located once from params.yaml."""
+
+    schema: LabelSchema
+    store: LabelStore
+    pool: ParagraphPool
+    guidelines: Path
+
+    @classmethod
+    def open(cls) -> "Project":
+        params = load_params()
+        annotations = resolve(params.labels.annotations)
+        schema_file = resolve(params.labels.schema_file)
+        return cls(schema=load_schema(schema_file),
+                   store=LabelStore(annotations.parent / "store.sqlite", annotations),
+                   pool=ParagraphPool(resolve(params.ingest.paragraphs)),
+                   guidelines=schema_file.parent / "GUIDELINES.md")
+
+    def import_label_file(self) -> None:
+        """Idempotent: labels already in annotations.jsonl (e.g. expert seeds from git) enter the store."""
+        self.store.sync_from_file(load_annotations(self.store.annotations_path, self.schema))
+
+
+class LabelIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    paragraph_id: str = Field(min_length=1, max_length=200)
+    task: str = Field(min_length=1, max_length=200)
+    label: str = Field(min_length=1, max_length=200)
+    rationale: str = Field("", max_length=4000)
+    note: str = Field("", max_length=4000)
+
+
+class SkipIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    paragraph_id: str = Field(min_length=1, max_length=200)
+
+
+def create_app(project: Project, options: QueueOptions, cache: UncertaintyCache) -> FastAPI:
+    console = Console(stderr=True)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI):
+        project.import_label_file()
+        if project.pool.path.exists():
+            cache.scores(project.pool.current().frame)  # warm the champion's scores before the first request
+        console.print(f"[green]label store[/green] {project.store.db_path} -> {project.store.annotations_path}")
+        yield
+
+    app = FastAPI(title="stance annotate", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next):
+        response = await call_next(request)
+        response.headers.update(SECURITY_HEADERS)
+        return response
+
+    def annotator(x_annotator: str = Header(""), authorization: str = Header("")) -> str:
+        scheme, _, token = authorization.partition(" ")
+        if not x_annotator or scheme.lower() != "bearer" or not project.store.authenticate(x_annotator, token.strip()):
+            raise HTTPException(401, "sign in with your annotator name and token", {"WWW-Authenticate": "Bearer"})
+        return x_annotator
+
+    @app.get("/", include_in_schema=False)
+    def index() -> FileResponse:
+        return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.post("/api/session")
+    def session(name: str = Depends(annotator)) -> dict:
+        return {"annotator": name}
+
+    @app.get("/api/schema")
+    def schema(_: str = Depends(annotator)) -> dict:
+        tasks = [{"name": name, "question": task.question,
+                  "classes": [{"name": c, "key": d.key, "definition": d.definition} for c, d in task.classes.items()]}
+                 for name, task in project.schema.tasks.items()]
+        guidelines = project.guidelines.read_text(encoding="utf-8") if project.guidelines.exists() else ""
+        return {"tasks": tasks, "guidelines": guidelines}
+
+    @app.get("/api/next")
+    def next_(name: str = Depends(annotator)) -> dict:
+        return _state(project, options, cache, name)
+
+    @app.post("/api/labels")
+    def save_label(body: LabelIn, name: str = Depends(annotator)) -> dict:
+        if not project.pool.current().has(body.paragraph_id):
+            raise HTTPException(404, f"unknown paragraph id '{body.paragraph_id}'")
+        if problem := project.schema.check(body.task, body.label):
+            raise HTTPException(422, problem)
+        project.store.save(Annotation(paragraph_id=body.paragraph_id, task=body.task, label=body.label,
+                                      annotator=name, rationale=body.rationale.strip(), note=body.note.strip()))
+        return {"saved": True, "paragraph_id": body.paragraph_id, "task": body.task, "label": body.label}
+
+    @app.post("/api/skip")
+    def skip(body: SkipIn, name: str = Depends(annotator)) -> dict:
+        if not project.pool.current().has(body.paragraph_id):
+            raise HTTPException(404, f"unknown paragraph id '{body.paragraph_id}'")
+        project.store.skip(name, body.paragraph_id)
+        return {"skipped": body.paragraph_id}
+
+    @app.post("/api/undo")
+    def undo(name: str = Depends(annotator)) -> dict:
+        return {"undone": project.store.undo(name)}
+
+    return app
+
+
+def _state(project: Project, options: QueueOptions, cache: UncertaintyCache, name: str) -> dict:
+    """What the page shows: the next paragraph with its article context, my labels on it, progress."""
+    snapshot = project.pool.current()
+    labels = project.store.labels()
+    skipped = project.store.skipped(name)
+    pick = next_paragraph(snapshot.frame, labels, skipped, name, project.schema.task_names,
+                          cache.scores(snapshot.frame), options, project.store.last_paragraph(name))
+    mine = [lab for lab in labels if lab.annotator == name and snapshot.has(lab.paragraph_id)]
+    done = {p for p in {lab.paragraph_id for lab in mine}
+            if set(project.schema.task_names) <= {lab.task for lab in mine if lab.paragraph_id == p}}
+    progress = {"done": len(done), "skipped": len(skipped), "total": len(snapshot.frame),
+                "my_labels": len(mine), "all_labels": len(labels)}
+    if pick is None:
+        return {"paragraph": None, "progress": progress}
+    previous, following = snapshot.neighbours(pick.paragraph_id)
+    current = {lab.task: {"label": lab.label, "note": lab.note, "rationale": lab.rationale}
+               for lab in mine if lab.paragraph_id == pick.paragraph_id}
+    return {"paragraph": snapshot.record(pick.paragraph_id), "reason": pick.reason,
+            "context": {"previous": previous, "next": following}, "labels": current, "progress": progress}

@@ -1,0 +1,234 @@
+"""The durable label store: SQLite (WAL, synchronous=FULL) mirrored into annotations.jsonl.
+
+Why both: SQLite gives atomic, crash-safe, concurrent writes; the JSONL mirror is what
+git and `dvc repro` see. A label is acknowledged only after its transaction committed
+*and* the mirror was rewritten, so every acknowledged label is in both, even if the
+server is killed the next instant. The mirror is rewritten from a snapshot read under an
+inter-process lock, so mirror versions are monotonic and the last writer's file holds
+every committed label.
+
+Labels written by people through this store (the app, imports) are authoritative: a
+restart never drops them. Labels that came from annotations.jsonl itself (expert seed
+labels committed to git) follow the file, so correcting them there is enough.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from filelock import FileLock
+
+from pipeline.annotate.auth import check_name, hash_token, new_token, token_matches
+from pipeline.labels import Annotation, write_jsonl_sorted
+
+ORIGIN_FILE = "file"      # came from annotations.jsonl (follows the file)
+ORIGIN_PERSON = "person"  # written through the app or an import (never dropped)
+
+_DDL = """
+CREATE TABLE IF NOT EXISTS labels (
+    paragraph_id TEXT NOT NULL,
+    task TEXT NOT NULL,
+    annotator TEXT NOT NULL,
+    label TEXT NOT NULL,
+    rationale TEXT NOT NULL DEFAULT '',
+    note TEXT NOT NULL DEFAULT '',
+    origin TEXT NOT NULL,
+    saved_at REAL NOT NULL,
+    PRIMARY KEY (paragraph_id, task, annotator)
+);
+CREATE TABLE IF NOT EXISTS skips (
+    annotator TEXT NOT NULL,
+    paragraph_id TEXT NOT NULL,
+    saved_at REAL NOT NULL,
+    PRIMARY KEY (annotator, paragraph_id)
+);
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    annotator TEXT NOT NULL,
+    paragraph_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    task TEXT,
+    previous TEXT
+);
+CREATE TABLE IF NOT EXISTS annotators (
+    name TEXT PRIMARY KEY,
+    token_hash TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+"""
+
+
+def label_key(label: Annotation) -> tuple[str, str, str]:
+    return (label.paragraph_id, label.task, label.annotator)
+
+
+def annotation_record(label: Annotation) -> dict[str, str]:
+    """The canonical line: fixed key order, `note` only when there is one."""
+    line = {"paragraph_id": label.paragraph_id, "task": label.task, "label": label.label,
+            "annotator": label.annotator, "rationale": label.rationale}
+    if label.note:
+        line["note"] = label.note
+    return line
+
+
+class LabelStore:
+    """Label store at `db_path`, mirrored into `annotations_path`."""
+
+    def __init__(self, db_path: Path, annotations_path: Path):
+        self.db_path = Path(db_path)
+        self.annotations_path = Path(annotations_path)
+        self.db_path.parent.mkdir(parents=True, exist_ok=True)
+        # next to the db so it is covered by the same .gitignore entry (store.sqlite*)
+        self._lock = FileLock(str(self.db_path) + ".lock")
+        with self._connect() as conn:
+            conn.executescript(_DDL)
+
+    # --- connections -------------------------------------------------------------------
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        conn = sqlite3.connect(self.db_path, timeout=60, isolation_level=None)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA busy_timeout=60000")
+            yield conn
+        finally:
+            conn.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE: writers queue on the write lock instead of failing mid-transaction."""
+        with self._connect() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
+    # --- labels ------------------------------------------------------------------------
+
+    def save(self, label: Annotation) -> None:
+        """Save (or replace) one label from a person; returns once it is durable in both files."""
+        with self._transaction() as conn:
+            previous = conn.execute(
+                "SELECT label, rationale, note, origin FROM labels "
+                "WHERE paragraph_id=? AND task=? AND annotator=?", label_key(label)).fetchone()
+            _upsert(conn, label, ORIGIN_PERSON)
+            conn.execute(
+                "INSERT INTO events (annotator, paragraph_id, kind, task, previous) VALUES (?, ?, 'label', ?, ?)",
+                (label.annotator, label.paragraph_id, label.task,
+                 json.dumps(previous) if previous else None))
+        self.sync_mirror()
+
+    def save_many(self, labels: Iterable[Annotation]) -> int:
+        """Imports: one transaction, not undoable from the app."""
+        labels = list(labels)
+        with self._transaction() as conn:
+            for label in labels:
+                _upsert(conn, label, ORIGIN_PERSON)
+        self.sync_mirror()
+        return len(labels)
+
+    def skip(self, annotator: str, paragraph_id: str) -> None:
+        with self._transaction() as conn:
+            conn.execute("INSERT OR REPLACE INTO skips VALUES (?, ?, ?)", (annotator, paragraph_id, time.time()))
+            conn.execute("INSERT INTO events (annotator, paragraph_id, kind) VALUES (?, ?, 'skip')",
+                         (annotator, paragraph_id))
+
+    def undo(self, annotator: str) -> str | None:
+        """Revert this annotator's last label or skip; returns its paragraph_id (None: nothing to undo)."""
+        with self._transaction() as conn:
+            row = conn.execute(
+                "SELECT seq, paragraph_id, kind, task, previous FROM events WHERE annotator=? "
+                "ORDER BY seq DESC LIMIT 1", (annotator,)).fetchone()
+            if row is None:
+                return None
+            seq, paragraph_id, kind, task, previous = row
+            if kind == "skip":
+                conn.execute("DELETE FROM skips WHERE annotator=? AND paragraph_id=?", (annotator, paragraph_id))
+            elif previous is None:
+                conn.execute("DELETE FROM labels WHERE paragraph_id=? AND task=? AND annotator=?",
+                             (paragraph_id, task, annotator))
+            else:
+                label, rationale, note, origin = json.loads(previous)
+                _upsert(conn, Annotation(paragraph_id=paragraph_id, task=task, label=label, annotator=annotator,
+                                          rationale=rationale, note=note), origin)
+            conn.execute("DELETE FROM events WHERE seq=?", (seq,))
+        if kind == "label":
+            self.sync_mirror()
+        return paragraph_id
+
+    def labels(self, annotator: str | None = None) -> list[Annotation]:
+        query = "SELECT paragraph_id, task, label, annotator, rationale, note FROM labels"
+        args: tuple = ()
+        if annotator is not None:
+            query, args = query + " WHERE annotator=?", (annotator,)
+        with self._connect() as conn:
+            return sorted((Annotation(*row) for row in conn.execute(query, args)), key=label_key)
+
+    def skipped(self, annotator: str) -> set[str]:
+        with self._connect() as conn:
+            return {r[0] for r in conn.execute("SELECT paragraph_id FROM skips WHERE annotator=?", (annotator,))}
+
+    def last_paragraph(self, annotator: str) -> str | None:
+        """The paragraph of this annotator's most recent action (to resume where they were)."""
+        with self._connect() as conn:
+            row = conn.execute("SELECT paragraph_id FROM events WHERE annotator=? ORDER BY seq DESC LIMIT 1",
+                               (annotator,)).fetchone()
+        return row[0] if row else None
+
+    # --- the JSONL mirror -----------------------------------------------------------------
+
+    def sync_from_file(self, file_labels: Iterable[Annotation]) -> None:
+        """Startup import, idempotent: file labels fill in and update file-origin rows;
+        file-origin rows no longer in the file go; labels people wrote stay."""
+        file_labels = {label_key(lab): lab for lab in file_labels}
+        with self._lock, self._transaction() as conn:
+            rows = conn.execute(
+                "SELECT paragraph_id, task, label, annotator, rationale, note, origin FROM labels").fetchall()
+            stored = {label_key(lab): (lab, origin) for lab, origin in ((Annotation(*r[:6]), r[6]) for r in rows)}
+            for key, (label, origin) in stored.items():
+                if origin == ORIGIN_FILE and key not in file_labels:
+                    conn.execute("DELETE FROM labels WHERE paragraph_id=? AND task=? AND annotator=?", key)
+            for key, label in file_labels.items():
+                current = stored.get(key)
+                if current is None or (current[1] == ORIGIN_FILE and current[0] != label):
+                    _upsert(conn, label, ORIGIN_FILE)
+        self.sync_mirror()
+
+    def sync_mirror(self) -> None:
+        """Rewrite annotations.jsonl from a snapshot taken under the inter-process lock."""
+        with self._lock:
+            write_jsonl_sorted(self.annotations_path, map(annotation_record, self.labels()),
+                               ("paragraph_id", "task", "annotator"))
+
+    # --- annotators -------------------------------------------------------------------
+
+    def add_annotator(self, name: str) -> str:
+        """Create (or re-key) an annotator; returns the token, which is never stored."""
+        check_name(name)
+        token = new_token()
+        with self._transaction() as conn:
+            conn.execute("INSERT OR REPLACE INTO annotators VALUES (?, ?, ?)", (name, hash_token(token), time.time()))
+        return token
+
+    def authenticate(self, name: str, token: str) -> bool:
+        with self._connect() as conn:
+            row = conn.execute("SELECT token_hash FROM annotators WHERE name=?", (name,)).fetchone()
+        return token_matches(token, row[0] if row else None)
+
+
+def _upsert(conn: sqlite3.Connection, label: Annotation, origin: str) -> None:
+    conn.execute(
+        "INSERT OR REPLACE INTO labels (paragraph_id, task, annotator, label, rationale, note, origin, saved_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (label.paragraph_id, label.task, label.annotator, label.label, label.rationale, label.note,
+         origin, time.time()))
