@@ -12,7 +12,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from pipeline.annotate.formats import FORMATS
+from pipeline.annotate.project import Project
 from pipeline.config import ConfigError, load_params
+from pipeline.labels import Adjudication
 
 console = Console()
 err_console = Console(stderr=True)
@@ -51,7 +54,7 @@ def serve(host: Host = "127.0.0.1", port: Port = 8765, random_share: RandomShare
     import uvicorn
 
     from pipeline.annotate.queue import QueueOptions, UncertaintyCache, champion_predictor
-    from pipeline.annotate.server import Project, create_app
+    from pipeline.annotate.server import create_app
 
     try:
         options = QueueOptions(random_share=random_share, double_share=double_share,
@@ -69,11 +72,170 @@ def serve(host: Host = "127.0.0.1", port: Port = 8765, random_share: RandomShare
 @annotate_app.command("add-annotator")
 def add_annotator(name: Annotated[str, typer.Argument(help="annotator name as it will appear in label files")]) -> None:
     """Create an annotator (or issue a new token for one) and print the token once."""
-    from pipeline.annotate.server import Project
-
     try:
         token = Project.open().store.add_annotator(name)
     except (ValueError, ConfigError) as err:
         _fail(err)
     err_console.print(f"annotator [bold]{name}[/bold]: give them this token (it is not stored and cannot be shown again)")
     print(token)
+
+
+Format = Annotated[str, typer.Option("--format", "-f", help=f"one of: {', '.join(FORMATS)}")]
+
+
+@labels_app.command("export")
+def export(fmt: Format, out: Annotated[Path, typer.Option(help="file to write")]) -> None:
+    """Write all labels in another tool's format (Label Studio tasks carry the champion's predictions)."""
+    from pipeline.annotate.formats import export_labels
+    from pipeline.annotate.queue import champion_predictor
+
+    try:
+        project = Project.open()
+        labels = project.annotations()
+        paragraphs = project.paragraphs()
+    except (ValueError, ConfigError) as err:
+        _fail(err)
+    records = {pid: {"text": str(r.text), "source": str(r.source), "title": str(r.title)}
+               for pid, r in paragraphs.iterrows()}
+    predictions = None
+    if fmt == "label-studio" and len(paragraphs) and (predict := champion_predictor(err_console)):
+        predictions = _predictions(project, paragraphs, predict)
+    try:
+        text = export_labels(fmt, labels, records, project.schema, predictions)
+    except ValueError as err:
+        _fail(err)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    err_console.print(f"{len(labels)} labels -> {out} ({fmt}"
+                      f"{', with champion pre-annotations' if predictions else ''})")
+
+
+def _predictions(project: Project, paragraphs, predict) -> dict:
+    proba = predict(list(paragraphs["text"]))
+    return {pid: {task: dict(zip(project.schema.labels(task), map(float, proba[task][i]))) for task in proba}
+            for i, pid in enumerate(paragraphs.index)}
+
+
+@labels_app.command("import")
+def import_(fmt: Format, file: Annotated[Path, typer.Argument(help="file exported by the other tool")]) -> None:
+    """Add labels from another tool's export to the label store and annotations.jsonl."""
+    from pipeline.annotate.formats import import_labels
+
+    try:
+        project = Project.open()
+        labels = import_labels(fmt, file.read_text(encoding="utf-8"), str(file), project.schema)
+        known = project.paragraphs().index
+        unknown = sorted({a.paragraph_id for a in labels} - set(known)) if len(known) else []
+        if unknown:
+            raise ConfigError(f"{file}: field 'paragraph_id': {len(unknown)} unknown paragraph id(s), "
+                              f"e.g. '{unknown[0]}' (not in {project.pool.path.name})")
+        project.import_label_file()
+        count = project.store.save_many(labels)
+    except FileNotFoundError:
+        _fail(ValueError(f"{file}: not found"))
+    except (ValueError, ConfigError) as err:  # LabelFileError is a ValueError listing every problem
+        _fail(err)
+    err_console.print(f"imported {count} labels from {file} -> {project.store.annotations_path}")
+
+
+@labels_app.command()
+def agreement() -> None:
+    """Per task: Krippendorff's alpha, pairwise Cohen's kappa and annotator confusion matrices."""
+    from pipeline.annotate.quality import confusions
+    from pipeline.labels import agreement as agreement_report
+
+    try:
+        project = Project.open()
+        annotations = project.annotations()
+    except (ValueError, ConfigError) as err:
+        _fail(err)
+    report = agreement_report(annotations, project.schema)
+    table = Table(title="Inter-annotator agreement")
+    for column in ("task", "items (2+ annotators)", "% agreement", "Krippendorff alpha", "pair", "n", "Cohen kappa"):
+        table.add_column(column)
+    for task, stats in report.items():
+        pairs = stats["pairwise"] or {"-": {"n": "", "cohen_kappa": ""}}
+        for i, (pair, values) in enumerate(pairs.items()):
+            head = [task, str(stats["items_multiply_annotated"]), str(stats["percent_agreement"]),
+                    str(stats["krippendorff_alpha"])] if i == 0 else ["", "", "", ""]
+            table.add_row(*head, pair, str(values["n"]), str(values["cohen_kappa"]))
+    console.print(table)
+    for task, pairs in confusions(annotations, project.schema).items():
+        classes = project.schema.labels(task)
+        for pair, matrix in pairs.items():
+            first, second = pair.split("~")
+            grid = Table(title=f"{task}: rows {first}, columns {second}")
+            grid.add_column("")
+            for name in classes:
+                grid.add_column(name, justify="right")
+            for name, row in zip(classes, matrix):
+                grid.add_row(name, *map(str, row))
+            console.print(grid)
+
+
+@labels_app.command("conflicts")
+def conflicts_() -> None:
+    """Items where annotators disagree; unadjudicated ones (left out of training) first."""
+    from pipeline.annotate.quality import list_conflicts
+
+    try:
+        project = Project.open()
+        rows = list_conflicts(project.annotations(), project.adjudications())
+    except (ValueError, ConfigError) as err:
+        _fail(err)
+    table = Table(title=f"{len(rows)} conflicting item(s)")
+    for column in ("paragraph_id", "task", "votes", "adjudicated"):
+        table.add_column(column)
+    for row in rows:
+        decided = f"{row.adjudication.label} by {row.adjudication.adjudicator}" if row.adjudication else "no"
+        table.add_row(row.paragraph_id, row.task, ", ".join(f"{a}={lab}" for a, lab in row.votes.items()), decided)
+    console.print(table)
+
+
+@labels_app.command()
+def adjudicate(paragraph_id: str, task: str, label: str,
+               by: Annotated[str, typer.Option("--by", help="who decides")],
+               note: Annotated[str, typer.Option(help="why")] = "") -> None:
+    """Record the final label of one item in adjudications.jsonl (replacing an earlier decision)."""
+    from pipeline.annotate.quality import add_adjudication, write_adjudications
+
+    try:
+        project = Project.open()
+        decision = Adjudication(paragraph_id=paragraph_id, task=task, label=label, adjudicator=by, note=note)
+        updated = add_adjudication(project.adjudications(), project.annotations(), project.schema, decision)
+    except (ValueError, ConfigError) as err:
+        _fail(err)
+    write_adjudications(project.adjudications_path, updated)
+    err_console.print(f"{paragraph_id} {task} = {label} (by {by}) -> {project.adjudications_path}")
+
+
+@labels_app.command()
+def suspicious(family: Annotated[str, typer.Option(help="model family for out-of-fold probabilities")] = "tfidf_lr",
+               limit: Annotated[int, typer.Option(help="show at most this many")] = 50) -> None:
+    """Likely label errors: cleanlab on out-of-fold probabilities (folds grouped by article)."""
+    from rich.progress import Progress
+
+    from pipeline.annotate.quality import suspicious_labels
+
+    try:
+        project = Project.open()
+        annotations, adjudications = project.annotations(), project.adjudications()
+        paragraphs = project.paragraphs()
+    except (ValueError, ConfigError) as err:
+        _fail(err)
+    params = project.params
+    with Progress(console=err_console, transient=True) as progress:
+        bar = progress.add_task("cross-validating per task", total=len(project.schema.task_names))
+        try:
+            rows = suspicious_labels(annotations, adjudications, paragraphs, project.schema, family,
+                                     params.models.get(family, {}), params.seed, params.evaluate.n_splits,
+                                     advance=lambda: progress.advance(bar))
+        except (ValueError, ConfigError) as err:
+            _fail(err)
+    table = Table(title=f"{len(rows)} suspicious label(s), most suspicious first")
+    for column in ("paragraph_id", "task", "label", "suggested", "p(label)", "annotators", "text"):
+        table.add_column(column, overflow="fold")
+    for row in rows.head(limit).itertuples():
+        table.add_row(row.paragraph_id, row.task, row.label, row.suggested, f"{row.label_probability:.3f}",
+                      row.annotators, row.text[:160])
+    console.print(table)

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from rich.console import Console
 
-from pipeline.annotate.store import Label
+from pipeline.labels import Annotation
 
 UNCERTAINTY_METHODS = ("margin", "entropy")
 
@@ -64,7 +64,7 @@ def uncertainty_scores(probas: dict[str, np.ndarray], method: str) -> np.ndarray
     return np.mean(per_task, axis=0)
 
 
-def next_paragraph(paragraphs: pd.DataFrame, labels: Iterable[Label], skipped: set[str], annotator: str,
+def next_paragraph(paragraphs: pd.DataFrame, labels: Iterable[Annotation], skipped: set[str], annotator: str,
                    tasks: Sequence[str], uncertainty: dict[str, float], options: QueueOptions,
                    last: str | None = None) -> Pick | None:
     """The paragraph to show `annotator` now (None when nothing is left for them).
@@ -146,6 +146,6 @@ def champion_predictor(console: Console) -> Callable[[list[str]], dict[str, np.n
         model = load_champion()
     except Exception as err:  # no registry, no model, or no alias yet: all mean "no champion"
         console.print(f"[yellow]no champion model ({type(err).__name__}: {err}); "
-                      "the queue uses a seeded random order[/yellow]")
+                      "going on without model predictions[/yellow]")
         return None
     return model.predict_proba

@@ -11,21 +11,17 @@ rule of rendering data with textContent only.
 from __future__ import annotations
 
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Request
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 from rich.console import Console
 
-from pipeline.annotate.paragraphs import ParagraphPool
+from pipeline.annotate.project import Project
 from pipeline.annotate.queue import QueueOptions, UncertaintyCache, next_paragraph
-from pipeline.annotate.store import LabelStore
-from pipeline.config import load_params, resolve
-from pipeline.labels import Annotation, load_annotations
-from pipeline.schema import LabelSchema, load_schema
+from pipeline.labels import Annotation
 
 STATIC = Path(__file__).parent / "static"
 SECURITY_HEADERS = {
@@ -35,30 +31,6 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
 }
-
-
-@dataclass
-class Project:
-    """Everything the app reads, located once from params.yaml."""
-
-    schema: LabelSchema
-    store: LabelStore
-    pool: ParagraphPool
-    guidelines: Path
-
-    @classmethod
-    def open(cls) -> "Project":
-        params = load_params()
-        annotations = resolve(params.labels.annotations)
-        schema_file = resolve(params.labels.schema_file)
-        return cls(schema=load_schema(schema_file),
-                   store=LabelStore(annotations.parent / "store.sqlite", annotations),
-                   pool=ParagraphPool(resolve(params.ingest.paragraphs)),
-                   guidelines=schema_file.parent / "GUIDELINES.md")
-
-    def import_label_file(self) -> None:
-        """Idempotent: labels already in annotations.jsonl (e.g. expert seeds from git) enter the store."""
-        self.store.sync_from_file(load_annotations(self.store.annotations_path, self.schema))
 
 
 class LabelIn(BaseModel):
@@ -103,6 +75,10 @@ def create_app(project: Project, options: QueueOptions, cache: UncertaintyCache)
     @app.get("/", include_in_schema=False)
     def index() -> FileResponse:
         return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> Response:
+        return Response(status_code=204)
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
