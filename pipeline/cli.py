@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -38,6 +39,93 @@ def ingest(
     ingest_stage.write_paragraphs(frame, resolve(params.paragraphs))
     console.print(f"added {len(added)} file(s); {len(frame)} paragraphs from {frame['source'].nunique()} "
                   f"sources ({int(frame['on_topic'].sum())} on-topic) -> {params.paragraphs}")
+
+
+def _fail(err: Exception) -> None:
+    console.print(f"[red]error:[/red] {err}")
+    raise typer.Exit(2)
+
+
+@app.command()
+def dataset() -> None:
+    """Validate the label files and build the Hugging Face dataset and its card."""
+    from pipeline import dataset as dataset_stage
+    from pipeline.labels import LabelFileError
+    from pipeline.schema import load_schema
+
+    params = load_params()
+    try:
+        schema = load_schema()
+        paragraphs = ingest_stage.load_paragraphs(resolve(params.ingest.paragraphs))
+        frame, summary = dataset_stage.build(paragraphs, resolve(params.labels.annotations),
+                                             resolve(params.labels.adjudications), schema)
+    except (ConfigError, LabelFileError) as err:
+        _fail(err)
+    dataset_stage.write(frame, summary, schema, resolve(params.dataset.out_dir), resolve(params.dataset.card))
+    counts = "; ".join(f"{t}: {c}" for t, c in summary["class_counts"].items())
+    console.print(f"{summary['paragraphs']} labelled paragraphs ({counts}) -> {params.dataset.out_dir}")
+
+
+@app.command()
+def train(
+    family: Annotated[str, typer.Option(help="model family: a key of `models` in params.yaml")] = "tfidf_lr",
+    log_mlflow: Annotated[bool, typer.Option("--mlflow/--no-mlflow", help="log the run to MLflow")] = True,
+) -> None:
+    """Cross-validate a model family, fit it on all labels, save it and log the run."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from pipeline import train as train_stage
+    from pipeline.config import set_seed
+    from pipeline.dataset import load_frame
+    from pipeline.schema import load_schema
+
+    params = load_params()
+    if family not in params.models:
+        _fail(ConfigError(f"params.yaml: field 'models': no family '{family}' (have: {', '.join(params.models)})"))
+    set_seed(params.seed)
+    schema = load_schema()
+    frame = load_frame(resolve(params.dataset.out_dir))
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console) as progress:
+        bar = progress.add_task(f"cross-validating {family}", total=train_stage.cv_steps(frame, schema, params))
+        result = train_stage.evaluate_and_fit(frame, schema, family, params, lambda: progress.advance(bar))
+    root = resolve(".")
+    model_dir = root / "models" / family
+    train_stage.write_outputs(result, family, model_dir, root / "metrics", root / "plots")
+    summary = ", ".join(f"{t} {result.metrics[t]['macro_f1']:.3f} [{result.metrics[t]['macro_f1_ci_low']:.3f}, "
+                        f"{result.metrics[t]['macro_f1_ci_high']:.3f}]" for t in schema.task_names)
+    console.print(f"{family}: macro-F1 {summary}")
+    if log_mlflow:
+        run = train_stage.log_run(result, family, params, model_dir, root / "plots", frame["text"].tolist())
+        (model_dir / "mlflow_run.json").write_text(json.dumps(run, indent=2) + "\n", encoding="utf-8")
+        console.print(f"logged MLflow run {run['run_id']}")
+
+
+@app.command()
+def register() -> None:
+    """Register the best trained family; move the champion alias only if it beats the current one."""
+    from pipeline import register as register_stage
+    from pipeline.schema import load_schema
+
+    params = load_params()
+    root = resolve(".")
+    candidates, runs = {}, {}
+    for family in params.models:
+        metrics_file, run_file = root / "metrics" / f"{family}.json", root / "models" / family / "mlflow_run.json"
+        if metrics_file.exists() and run_file.exists():
+            candidates[family] = json.loads(metrics_file.read_text(encoding="utf-8"))
+            runs[family] = json.loads(run_file.read_text(encoding="utf-8"))
+    metric = params.registry.metric
+    try:
+        best = register_stage.select_best(candidates, metric)
+    except ValueError as err:
+        _fail(err)
+    decision = register_stage.register(runs[best], metric, params.registry.model_name, params.registry.alias,
+                                       candidates)
+    summary = json.loads((resolve(params.dataset.card).parent / "dataset_summary.json").read_text(encoding="utf-8"))
+    card = register_stage.model_card(decision, candidates, load_schema(), summary, params.evaluate.model_dump())
+    register_stage.write_outputs(decision, card, root / "metrics" / "champion.json", root / "MODEL_CARD.md")
+    console.print(decision["reason"])
 
 
 # --- sub-commands owned by other modules register here (one line each) ---

@@ -1,0 +1,112 @@
+"""Stage `dataset`: paragraphs + label files -> a Hugging Face dataset and its card.
+
+One row per paragraph that has a gold label for at least one task; a task without a
+gold label for that paragraph holds -1 (ClassLabel's "no label"). The `article`
+column ("source#article_index") is the group for cross-validation.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import datasets
+import pandas as pd
+
+from pipeline.labels import agreement, conflicts, gold_labels, load_adjudications, load_annotations
+from pipeline.schema import LabelSchema
+
+MISSING = -1
+
+
+def build_frame(paragraphs: pd.DataFrame, gold: dict[tuple[str, str], str], schema: LabelSchema) -> pd.DataFrame:
+    """Labelled paragraphs with one integer label column per task (schema class index or -1)."""
+    labelled_ids = {pid for pid, _ in gold}
+    frame = paragraphs[paragraphs["paragraph_id"].isin(labelled_ids)].copy()
+    frame["article"] = frame["source"] + "#" + frame["article_index"].astype(str)
+    for task in schema.task_names:
+        names = schema.labels(task)
+        frame[task] = [names.index(gold[(pid, task)]) if (pid, task) in gold else MISSING
+                       for pid in frame["paragraph_id"]]
+    columns = ["paragraph_id", "source", "article", "on_topic", "text", *schema.task_names]
+    return frame[columns].sort_values("paragraph_id").reset_index(drop=True)
+
+
+def to_hf_dataset(frame: pd.DataFrame, schema: LabelSchema) -> datasets.Dataset:
+    features = datasets.Features({
+        "paragraph_id": datasets.Value("string"),
+        "source": datasets.Value("string"),
+        "article": datasets.Value("string"),
+        "on_topic": datasets.Value("bool"),
+        "text": datasets.Value("string"),
+        **{task: datasets.ClassLabel(names=schema.labels(task)) for task in schema.task_names},
+    })
+    return datasets.Dataset.from_pandas(frame, features=features, preserve_index=False)
+
+
+def summarize(frame: pd.DataFrame, annotations, adjudications, schema: LabelSchema) -> dict:
+    """Counts and agreement: what the dataset card and `dvc metrics` show."""
+    disagreements = conflicts(annotations, adjudications)
+    adjudicated = {(a.paragraph_id, a.task) for a in adjudications}
+    return {
+        "paragraphs": int(len(frame)),
+        "articles": int(frame["article"].nunique()),
+        "annotators": sorted({a.annotator for a in annotations}),
+        "annotations": len(annotations),
+        "class_counts": {
+            task: {name: int((frame[task] == i).sum()) for i, name in enumerate(schema.labels(task))}
+            for task in schema.task_names
+        },
+        "agreement": agreement(annotations, schema),
+        "disagreements": len(disagreements),
+        "disagreements_unresolved": len([k for k in disagreements if k not in adjudicated]),
+    }
+
+
+def dataset_card(summary: dict, schema: LabelSchema) -> str:
+    lines = [
+        "# Dataset card: stance paragraphs",
+        "",
+        "Built by `stance dataset` (DVC stage `dataset`) from `data/paragraphs.parquet` and the label files in `labels/`.",
+        "Gold label per (paragraph, task): the adjudicated label where annotators disagreed, otherwise the",
+        "unanimous label. Unresolved disagreements are left out until adjudicated (`stance labels conflicts`).",
+        "",
+        f"- Paragraphs with a gold label: **{summary['paragraphs']}** from {summary['articles']} articles",
+        f"- Annotations: {summary['annotations']} by annotators {', '.join(summary['annotators'])}",
+        f"- Disagreements: {summary['disagreements']} ({summary['disagreements_unresolved']} unresolved)",
+        "",
+        "## Class counts",
+        "",
+    ]
+    for task, counts in summary["class_counts"].items():
+        lines += [f"**{task}** — {schema.tasks[task].question}", "", "| class | paragraphs |", "|---|---|"]
+        lines += [f"| {name} | {n} |" for name, n in counts.items()] + [""]
+    lines += ["## Inter-annotator agreement", "",
+              "| task | items with 2+ annotators | % agreement | Krippendorff's alpha | Cohen's kappa (pair: kappa, n) |",
+              "|---|---|---|---|---|"]
+    for task, a in summary["agreement"].items():
+        pairs = "; ".join(f"{k}: {v['cohen_kappa']}, n={v['n']}" for k, v in a["pairwise"].items()) or "—"
+        lines.append(f"| {task} | {a['items_multiply_annotated']} | {a['percent_agreement']} | "
+                     f"{a['krippendorff_alpha']} | {pairs} |")
+    return "\n".join(lines) + "\n"
+
+
+def build(paragraphs: pd.DataFrame, annotations_path: Path, adjudications_path: Path,
+          schema: LabelSchema) -> tuple[pd.DataFrame, dict]:
+    """Validate the label files against schema and paragraphs, then build the labelled frame."""
+    ids = set(paragraphs["paragraph_id"])
+    annotations = load_annotations(annotations_path, schema, ids)
+    adjudications = load_adjudications(adjudications_path, schema, ids)
+    frame = build_frame(paragraphs, gold_labels(annotations, adjudications), schema)
+    return frame, summarize(frame, annotations, adjudications, schema)
+
+
+def write(frame: pd.DataFrame, summary: dict, schema: LabelSchema, out_dir: Path, card: Path) -> None:
+    to_hf_dataset(frame, schema).save_to_disk(str(out_dir))
+    card.write_text(dataset_card(summary, schema), encoding="utf-8")
+    (card.parent / "dataset_summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+
+
+def load_frame(out_dir: Path) -> pd.DataFrame:
+    """The labelled frame back from the saved dataset (integer labels, -1 = none given)."""
+    return datasets.load_from_disk(str(out_dir)).to_pandas()

@@ -1,0 +1,96 @@
+"""MLflow wiring: where runs go, what provenance they carry, and loading the champion.
+
+The tracking store defaults to `sqlite:///<project root>/mlflow.db` as an absolute
+path, so DVC experiments running in a temporary copy of the repo still log to the
+project's store; `MLFLOW_TRACKING_URI` always wins.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+from pathlib import Path
+
+import yaml
+
+from pipeline.config import load_params, project_root, resolve
+
+os.environ.setdefault("DISABLE_MLFLOW_INTEGRATION", "TRUE")  # transformers must not log on its own
+os.environ.setdefault("MLFLOW_ENABLE_PROACTIVE_TRACING", "false")
+
+
+def tracking_uri() -> str:
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{project_root() / 'mlflow.db'}"
+
+
+def configure():
+    """Point mlflow at the project's tracking store and experiment; returns the mlflow module."""
+    import mlflow
+
+    uri = tracking_uri()
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    mlflow.set_experiment(load_params().mlflow.experiment)
+    return mlflow
+
+
+def git_commit() -> str:
+    """The checked-out commit (with '-dirty' when tracked files changed), or 'unknown' outside git."""
+    root = project_root()
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                                check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit + ("-dirty" if dirty else "")
+
+
+def file_md5(path: Path) -> str:
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def data_versions() -> dict[str, str]:
+    """Hashes identifying the data a run used: the DVC-tracked raw corpus and the label files.
+
+    The label hashes are plain MD5s of the files, i.e. the hashes DVC records for them
+    as dependencies in dvc.lock.
+    """
+    params = load_params()
+    versions: dict[str, str] = {}
+    raw_dvc = resolve(params.ingest.raw_dir).with_suffix(".dvc")
+    if raw_dvc.exists():
+        outs = yaml.safe_load(raw_dvc.read_text(encoding="utf-8")).get("outs", [{}])
+        versions["data.raw.dvc_md5"] = outs[0].get("md5", "unknown")
+    for name in ("annotations", "adjudications", "schema_file"):
+        path = resolve(getattr(params.labels, name))
+        if path.exists():
+            versions[f"data.labels.{path.name}.md5"] = file_md5(path)
+    paragraphs = resolve(params.ingest.paragraphs)
+    if paragraphs.exists():
+        versions["data.paragraphs.md5"] = file_md5(paragraphs)
+    return versions
+
+
+def champion_uri() -> str:
+    params = load_params().registry
+    return f"models:/{params.model_name}@{params.alias}"
+
+
+def load_champion(model_uri: str | None = None):
+    """A StanceModel from a folder, any MLflow model URI, or (default) the registered champion."""
+    from pipeline.model import StanceModel
+
+    if model_uri and Path(model_uri).is_dir() and (Path(model_uri) / "stance_model.json").exists():
+        return StanceModel.load(Path(model_uri))
+    mlflow = configure()
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"{model_uri or champion_uri()}"))
+    from pipeline.pyfunc import stance_model_folder
+
+    return StanceModel.load(stance_model_folder(local))

@@ -1,0 +1,121 @@
+"""Stage `train@<family>`: cross-validate one model family, fit it on all labels, log it to MLflow.
+
+The pure core (`evaluate_and_fit`) takes the labelled frame and returns the fitted,
+calibrated StanceModel with its metrics; `run` is the I/O edge that writes the model
+folder, metrics and plot files for DVC, and one MLflow run with full provenance.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+from pipeline.config import Params
+from pipeline.evaluate import confusion_rows, cross_validate, n_folds, summarize
+from pipeline.model import StanceModel
+from pipeline.models import build_classifier
+from pipeline.schema import LabelSchema
+
+
+@dataclass
+class TrainResult:
+    model: StanceModel
+    metrics: dict[str, Any]  # task -> evaluation summary, plus "macro_f1" (mean over tasks) and timings
+    confusion: dict[str, list[dict]]  # task -> rows for DVC's confusion plot
+
+
+def cv_steps(frame: pd.DataFrame, schema: LabelSchema, params: Params) -> int:
+    """How many fits cross-validation makes (for the progress bar)."""
+    total = 0
+    for task in schema.task_names:
+        rows = frame[frame[task] >= 0]
+        total += n_folds(rows[task].to_numpy(), rows["article"].to_numpy(), params.evaluate.n_splits)
+    return total * params.evaluate.n_repeats
+
+
+def evaluate_and_fit(frame: pd.DataFrame, schema: LabelSchema, family: str, params: Params,
+                     on_fold: Callable[[], None] | None = None) -> TrainResult:
+    """Grouped repeated CV per task, then a final fit on every label with CV-fitted temperatures."""
+    hyperparams = params.models.get(family, {})
+    metrics: dict[str, Any] = {}
+    confusion: dict[str, list[dict]] = {}
+    data: dict[str, tuple[list[str], list[str]]] = {}
+    cv_start = time.perf_counter()
+    for task in schema.task_names:
+        rows = frame[frame[task] >= 0]
+        classes = schema.labels(task)
+        y = rows[task].to_numpy()
+        cv = cross_validate(lambda: build_classifier(family, hyperparams, classes, params.seed),
+                            rows["text"].tolist(), y, rows["article"].to_numpy(), classes,
+                            params.evaluate.n_splits, params.evaluate.n_repeats, params.seed, on_fold)
+        e = params.evaluate
+        metrics[task] = summarize(cv, e.n_bootstrap, e.confidence, e.calibration_bins, params.seed)
+        confusion[task] = confusion_rows(cv, rows["paragraph_id"].tolist())
+        data[task] = (rows["text"].tolist(), [classes[i] for i in y])
+    cv_seconds = time.perf_counter() - cv_start
+
+    fit_start = time.perf_counter()
+    model = StanceModel.fit(schema, family, hyperparams, params.seed, data)
+    fit_seconds = time.perf_counter() - fit_start
+    model.temperatures = {task: metrics[task]["temperature"] for task in schema.task_names}
+
+    texts = frame["text"].tolist()
+    score_start = time.perf_counter()
+    model.predict_proba(texts)
+    score_seconds = time.perf_counter() - score_start
+
+    metrics["macro_f1"] = round(float(np.mean([metrics[t]["macro_f1"] for t in schema.task_names])), 4)
+    metrics["cv_seconds"] = round(cv_seconds, 2)
+    metrics["train_seconds"] = round(fit_seconds, 2)
+    metrics["score_paragraphs_per_second"] = round(len(texts) / max(score_seconds, 1e-9), 1)
+    return TrainResult(model=model, metrics=metrics, confusion=confusion)
+
+
+def write_outputs(result: TrainResult, family: str, model_dir: Path, metrics_dir: Path, plots_dir: Path) -> None:
+    """Model folder, `metrics/<family>.json` (dvc metrics) and per-task plot files (dvc plots)."""
+    result.model.save(model_dir)
+    metrics_dir.mkdir(parents=True, exist_ok=True)
+    scalar = {task: {k: v for k, v in m.items() if k not in ("confusion_matrix", "reliability")}
+              if isinstance(m, dict) else m for task, m in result.metrics.items()}
+    (metrics_dir / f"{family}.json").write_text(json.dumps(scalar, indent=2) + "\n", encoding="utf-8")
+    for kind in ("confusion", "reliability"):
+        (plots_dir / family / kind).mkdir(parents=True, exist_ok=True)
+    for task, rows in result.confusion.items():
+        pd.DataFrame(rows).to_csv(plots_dir / family / "confusion" / f"{task}.csv", index=False)
+        pd.DataFrame(result.metrics[task]["reliability"]).to_csv(
+            plots_dir / family / "reliability" / f"{task}.csv", index=False)
+
+
+def log_run(result: TrainResult, family: str, params: Params, model_dir: Path, plots_dir: Path,
+            sample_texts: list[str]) -> dict[str, str]:
+    """One MLflow run: params, metrics, plots, git commit, data hashes and the pyfunc model."""
+    from pipeline.pyfunc import log_stance_model
+    from pipeline.tracking import configure, data_versions, git_commit
+
+    mlflow = configure()
+    with mlflow.start_run(run_name=f"train-{family}") as run:
+        mlflow.set_tags({"family": family, "git_commit": git_commit(), "stage": "train", **data_versions()})
+        mlflow.log_params({"family": family, "seed": params.seed,
+                           **{f"evaluate.{k}": v for k, v in params.evaluate.model_dump().items()},
+                           **{f"model.{k}": v for k, v in params.models.get(family, {}).items()}})
+        flat = {"macro_f1": result.metrics["macro_f1"], "cv_seconds": result.metrics["cv_seconds"],
+                "train_seconds": result.metrics["train_seconds"],
+                "score_paragraphs_per_second": result.metrics["score_paragraphs_per_second"]}
+        for task in result.model.schema.task_names:
+            m = result.metrics[task]
+            for key in ("macro_f1", "macro_f1_ci_low", "macro_f1_ci_high", "accuracy", "ece_uncalibrated",
+                        "ece_calibrated", "temperature"):
+                flat[f"{task}.{key}"] = m[key]
+            for name, scores in m["per_class"].items():
+                flat[f"{task}.{name}.f1"] = scores["f1"]
+        mlflow.log_metrics(flat)
+        mlflow.log_artifacts(str(plots_dir / family), artifact_path="plots")
+        info = log_stance_model(model_dir, sample_texts)
+    return {"run_id": run.info.run_id, "model_uri": info.model_uri, "family": family,
+            "macro_f1": result.metrics["macro_f1"]}
