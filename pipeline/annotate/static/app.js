@@ -114,6 +114,7 @@ async function refresh() {
 async function act(work) {
   if (busy) return;
   busy = true;
+  $("status").textContent = "";
   try {
     await work();
   } catch (err) {
@@ -130,24 +131,24 @@ function label(task, name) {
       paragraph_id: paragraphId, task, label: name,
       note: $("note").value, rationale: $("rationale").value,
     });
-    $("status").textContent = `Saved ${task} = ${name}`;
     await refresh();
+    $("status").textContent = `Saved ${task} = ${name}`;
   });
 }
 
 function skip() {
   return act(async () => {
     await api("POST", "/api/skip", { paragraph_id: state.paragraph.paragraph_id });
-    $("status").textContent = "Skipped";
     await refresh();
+    $("status").textContent = "Skipped";
   });
 }
 
 function undo() {
   return act(async () => {
     const answer = await api("POST", "/api/undo");
-    $("status").textContent = answer.undone ? "Undone" : "Nothing to undo";
     await refresh();
+    $("status").textContent = answer.undone ? "Undone" : "Nothing to undo";
   });
 }
 
