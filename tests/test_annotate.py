@@ -15,7 +15,9 @@ import pandas as pd
 import pytest
 
 from pipeline.annotate.formats import FORMATS, export_labels, import_labels
-from pipeline.annotate.queue import QueueOptions, next_paragraph, uncertainty_scores
+from pipeline.annotate.paragraphs import ParagraphPool
+from pipeline.annotate.queue import (QueueOptions, UncertaintyCache, champion_predictor, next_paragraph,
+                                     uncertainty_scores)
 from pipeline.annotate.quality import add_adjudication, list_conflicts, suspicious_labels, write_adjudications
 from pipeline.annotate.store import LabelStore
 from pipeline.labels import Adjudication, Annotation, LabelFileError, load_adjudications, load_annotations
@@ -138,6 +140,37 @@ def test_uncertainty_scores():
     for method in ("margin", "entropy"):
         scores = uncertainty_scores(proba, method)
         assert scores[1] > scores[0] and 0 <= scores.min() and scores.max() <= 1
+
+
+def test_champion_uncertainty_ranks_the_pool(tmp_path, monkeypatch):
+    from rich.console import Console
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("STANCE_ROOT", str(make_project(tmp_path / "project")))
+    from pipeline.model import StanceModel
+
+    texts = ["alliance friendship deepening", "mistrust rivalry decline", "weather football recipe"] * 4
+    data = {t: (texts, [SCHEMA.labels(t)[i % 3] for i in range(len(texts))]) for t in TASKS}
+    StanceModel.fit(SCHEMA, "tfidf_lr", {"char_ngrams": False}, 0, data).save(tmp_path / "model")
+    predict = champion_predictor(Console(), str(tmp_path / "model"))
+    pool = pd.DataFrame({"paragraph_id": ["sure", "unsure"], "on_topic": [True, True],
+                         "text": ["alliance friendship deepening", "holiday"]}).set_index("paragraph_id", drop=False)
+    scores = UncertaintyCache(predict, "entropy").scores(pool)
+    assert scores["unsure"] > scores["sure"]
+    pick = next_paragraph(pool, [], set(), "al", TASKS, scores, QueueOptions(random_share=0, double_share=0))
+    assert pick.paragraph_id == "unsure"
+    assert champion_predictor(Console(), str(tmp_path / "missing")) is None
+
+
+def test_pool_picks_up_newly_ingested_paragraphs(tmp_path):
+    root = make_project(tmp_path, n_paragraphs=4)
+    path = root / "data" / "paragraphs.parquet"
+    pool = ParagraphPool(path)
+    assert len(pool.current().frame) == 4
+    frame = pd.read_parquet(path)
+    extra = frame.iloc[:1].assign(paragraph_id="new1", source="new.txt", text="A new article about Moscow.")
+    pd.concat([frame, extra]).to_parquet(path, index=False)
+    assert pool.current().has("new1") and pool.current().neighbours("p01") == (frame.text[0], frame.text[2])
 
 
 # --- formats ------------------------------------------------------------------------------

@@ -30,6 +30,7 @@ RandomShare = Annotated[float, typer.Option(help="share of paragraphs picked uni
 DoubleShare = Annotated[float, typer.Option(help="share of paragraphs sent for a second annotator's opinion")]
 PerParagraph = Annotated[int, typer.Option(help="stop asking for more opinions on a paragraph at this many annotators")]
 Uncertainty = Annotated[str, typer.Option(help="champion uncertainty: margin or entropy")]
+Model = Annotated[str | None, typer.Option(help="model folder or MLflow URI instead of the registered champion")]
 
 
 def _fail(err: Exception) -> None:
@@ -40,16 +41,16 @@ def _fail(err: Exception) -> None:
 @annotate_app.callback(invoke_without_command=True)
 def annotate(ctx: typer.Context, host: Host = "127.0.0.1", port: Port = 8765, random_share: RandomShare = 0.2,
              double_share: DoubleShare = 0.1, annotators_per_paragraph: PerParagraph = 2,
-             uncertainty: Uncertainty = "margin") -> None:
+             uncertainty: Uncertainty = "margin", model: Model = None) -> None:
     """Start the labelling app (the same as `stance annotate serve`)."""
     if ctx.invoked_subcommand is None:
-        serve(host, port, random_share, double_share, annotators_per_paragraph, uncertainty)
+        serve(host, port, random_share, double_share, annotators_per_paragraph, uncertainty, model)
 
 
 @annotate_app.command()
 def serve(host: Host = "127.0.0.1", port: Port = 8765, random_share: RandomShare = 0.2,
           double_share: DoubleShare = 0.1, annotators_per_paragraph: PerParagraph = 2,
-          uncertainty: Uncertainty = "margin") -> None:
+          uncertainty: Uncertainty = "margin", model: Model = None) -> None:
     """Start the labelling app."""
     import uvicorn
 
@@ -63,7 +64,10 @@ def serve(host: Host = "127.0.0.1", port: Port = 8765, random_share: RandomShare
         project = Project.open()
     except (ValueError, ConfigError) as err:
         _fail(err)
-    cache = UncertaintyCache(champion_predictor(err_console), options.uncertainty)
+    predict = champion_predictor(err_console, model)
+    if predict is None:
+        err_console.print("[yellow]the queue uses a seeded random order until a champion is registered[/yellow]")
+    cache = UncertaintyCache(predict, options.uncertainty)
     app = create_app(project, options, cache)
     err_console.print(f"[bold]stance annotate[/bold] on http://{host}:{port}/  (Ctrl+C to stop)")
     uvicorn.run(app, host=host, port=port, log_level="warning")
@@ -84,7 +88,7 @@ Format = Annotated[str, typer.Option("--format", "-f", help=f"one of: {', '.join
 
 
 @labels_app.command("export")
-def export(fmt: Format, out: Annotated[Path, typer.Option(help="file to write")]) -> None:
+def export(fmt: Format, out: Annotated[Path, typer.Option(help="file to write")], model: Model = None) -> None:
     """Write all labels in another tool's format (Label Studio tasks carry the champion's predictions)."""
     from pipeline.annotate.formats import export_labels
     from pipeline.annotate.queue import champion_predictor
@@ -98,7 +102,7 @@ def export(fmt: Format, out: Annotated[Path, typer.Option(help="file to write")]
     records = {pid: {"text": str(r.text), "source": str(r.source), "title": str(r.title)}
                for pid, r in paragraphs.iterrows()}
     predictions = None
-    if fmt == "label-studio" and len(paragraphs) and (predict := champion_predictor(err_console)):
+    if fmt == "label-studio" and len(paragraphs) and (predict := champion_predictor(err_console, model)):
         predictions = _predictions(project, paragraphs, predict)
     try:
         text = export_labels(fmt, labels, records, project.schema, predictions)

@@ -5,7 +5,7 @@ same labels, annotators, rationales and notes) is testable without any I/O. Prob
 on import are collected and reported all at once with file, line (or task) and field.
 
 Layouts, chosen so each tool can load them and nothing is lost:
-- label-studio: a tasks JSON array, one task per paragraph (`data.paragraph_id`,
+- label-studio: a tasks JSON array, one task per paragraph, labelled or not (`data.paragraph_id`,
   `data.text`); one annotation per annotator (`completed_by.email`) with a `choices`
   result per schema task and `textarea` results `<task>_rationale` / `<task>_note`;
   the champion's predictions as pre-annotations when there is one.
@@ -132,7 +132,7 @@ def _export_label_studio(labels: list[Annotation], paragraphs: Paragraphs, schem
     grouped: dict[str, dict[str, list[Annotation]]] = defaultdict(lambda: defaultdict(list))
     for a in labels:
         grouped[a.paragraph_id][a.annotator].append(a)
-    ids = sorted(set(grouped) | set(predictions))
+    ids = sorted(set(grouped) | set(paragraphs) | set(predictions))  # unlabelled paragraphs become open tasks
     tasks = []
     for number, pid in enumerate(ids, start=1):
         para = paragraphs.get(pid, {})

@@ -138,12 +138,14 @@ class UncertaintyCache:
             return dict(self._scores)
 
 
-def champion_predictor(console: Console) -> Callable[[list[str]], dict[str, np.ndarray]] | None:
-    """predict_proba of the registered champion, or None (with the reason printed) when there is none."""
+def champion_predictor(console: Console, model_uri: str | None = None
+                       ) -> Callable[[list[str]], dict[str, np.ndarray]] | None:
+    """predict_proba of the registered champion (or of `model_uri`: a model folder or MLflow URI),
+    or None, with the reason printed, when there is none."""
     try:
         from pipeline.tracking import load_champion
 
-        model = load_champion()
+        model = load_champion(model_uri)
     except Exception as err:  # no registry, no model, or no alias yet: all mean "no champion"
         console.print(f"[yellow]no champion model ({type(err).__name__}: {err}); "
                       "going on without model predictions[/yellow]")

@@ -21,6 +21,7 @@ from rich.console import Console
 
 from pipeline.annotate.project import Project
 from pipeline.annotate.queue import QueueOptions, UncertaintyCache, next_paragraph
+from pipeline.config import ConfigError
 from pipeline.labels import Annotation
 
 STATIC = Path(__file__).parent / "static"
@@ -96,7 +97,10 @@ def create_app(project: Project, options: QueueOptions, cache: UncertaintyCache)
 
     @app.get("/api/next")
     def next_(name: str = Depends(annotator)) -> dict:
-        return _state(project, options, cache, name)
+        try:
+            return _state(project, options, cache, name)
+        except ConfigError as err:  # e.g. no paragraphs.parquet yet: say so instead of a bare 500
+            raise HTTPException(503, str(err)) from None
 
     @app.post("/api/labels")
     def save_label(body: LabelIn, name: str = Depends(annotator)) -> dict:

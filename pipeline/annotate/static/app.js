@@ -51,12 +51,16 @@ async function signIn(name, token) {
   sessionStorage.setItem("token", token);
   await api("POST", "/api/session");
   schema = await api("GET", "/api/schema");
-  $("signin").hidden = true;
-  $("signout").hidden = false;
-  $("who").textContent = name;
   $("guidelines").textContent = schema.guidelines || "(no labels/GUIDELINES.md)";
   renderTasks();
   await refresh();
+  $("signin").hidden = true;
+  $("signout").hidden = false;
+  $("who").textContent = name;
+}
+
+function showSignInError(err) {
+  if (err.message !== "unauthorized") $("signin-error").textContent = "Error: " + err.message;
 }
 
 function renderTasks() {
@@ -167,12 +171,12 @@ function onKey(event) {
 document.addEventListener("DOMContentLoaded", () => {
   $("signin").addEventListener("submit", (event) => {
     event.preventDefault();
-    signIn($("name").value.trim(), $("token").value.trim()).catch(() => {});
+    signIn($("name").value.trim(), $("token").value.trim()).catch(showSignInError);
   });
   $("signout").addEventListener("click", () => signOut());
   $("skip").addEventListener("click", skip);
   $("undo").addEventListener("click", undo);
   document.addEventListener("keydown", onKey);
   const { name, token } = credentials();
-  if (name && token) signIn(name, token).catch(() => {});
+  if (name && token) signIn(name, token).catch(showSignInError);
 });
