@@ -1,0 +1,154 @@
+"""The spine end to end on the real seeds, with a tiny evaluation config: ingest -> dataset ->
+train (CV + MLflow run) -> register (alias rules) -> load champion -> pyfunc and REST serving."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pandas as pd
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from pipeline.cli import app
+
+runner = CliRunner()
+
+
+def _stance(*args: str) -> str:
+    result = runner.invoke(app, list(args), catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tmp project trained once with the baseline on tiny CV settings (shared by the tests below)."""
+    from tests.conftest import RAW, REPO
+    import shutil
+
+    root = tmp_path_factory.mktemp("project")
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["evaluate"].update({"n_repeats": 1, "n_bootstrap": 200})
+    params["models"] = {"tfidf_lr": params["models"]["tfidf_lr"]}
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    shutil.copytree(REPO / "labels", root / "labels", ignore=shutil.ignore_patterns("store.sqlite*", "annotators.json"))
+    shutil.copytree(RAW, root / "data" / "raw")
+    shutil.copy(REPO / "data" / "raw.dvc", root / "data" / "raw.dvc")
+    env = {"STANCE_ROOT": str(root), "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}"}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        _stance("ingest")
+        _stance("dataset")
+        _stance("train", "--family", "tfidf_lr")
+        _stance("register")
+        yield root
+    finally:
+        os.chdir(cwd)
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def test_run_is_tracked_with_provenance_and_champion_alias(trained):
+    import mlflow
+    from mlflow import MlflowClient
+
+    from pipeline.schema import load_schema
+
+    client = MlflowClient(tracking_uri=os.environ["MLFLOW_TRACKING_URI"])
+    mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
+    champion = client.get_model_version_by_alias("stance-classifier", "champion")
+    run = client.get_run(champion.tags["run_id"])
+    assert run.data.tags["git_commit"] and run.data.tags["data.raw.dvc_md5"] != "unknown"
+    assert "data.labels.annotations.jsonl.md5" in run.data.tags
+    assert "selection_reason" in run.data.tags
+    for task in load_schema().task_names:
+        m = run.data.metrics
+        assert m[f"{task}.macro_f1_ci_low"] <= m[f"{task}.macro_f1"] <= m[f"{task}.macro_f1_ci_high"]
+    assert run.data.params["family"] == "tfidf_lr"
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
+    assert "plots/confusion" in artifacts and "plots/reliability" in artifacts
+    metrics = json.loads((trained / "metrics" / "tfidf_lr.json").read_text())
+    assert metrics["macro_f1"] == pytest.approx(run.data.metrics["macro_f1"])
+    assert "Comparison" in (trained / "MODEL_CARD.md").read_text()
+
+
+def test_alias_moves_only_when_the_new_model_wins(trained):
+    from mlflow import MlflowClient
+
+    from pipeline.register import register
+
+    client = MlflowClient(tracking_uri=os.environ["MLFLOW_TRACKING_URI"])
+    before = client.get_model_version_by_alias("stance-classifier", "champion").version
+    run = json.loads((trained / "models" / "tfidf_lr" / "mlflow_run.json").read_text())
+    worse = dict(run, macro_f1=run["macro_f1"] - 0.1)
+    decision = register(worse, "macro_f1", "stance-classifier", "champion", {"tfidf_lr": {"macro_f1": worse["macro_f1"]}})
+    assert not decision["alias_moved"] and "does not beat" in decision["reason"]
+    assert client.get_model_version_by_alias("stance-classifier", "champion").version == before
+    better = dict(run, macro_f1=run["macro_f1"] + 0.1)
+    decision = register(better, "macro_f1", "stance-classifier", "champion", {"tfidf_lr": {"macro_f1": better["macro_f1"]}})
+    assert decision["alias_moved"]
+    assert client.get_model_version_by_alias("stance-classifier", "champion").version != before
+
+
+def test_pyfunc_gives_the_same_output_as_the_stance_model(trained):
+    import mlflow.pyfunc
+
+    from pipeline.tracking import champion_uri, load_champion
+
+    texts = ["Beijing keeps buying Russian oil and ships drone parts to Moscow.",
+             "The relationship between Moscow and Beijing is asymmetric and mistrustful."]
+    expected = load_champion().score_frame(texts)
+    pyfunc = mlflow.pyfunc.load_model(champion_uri())
+    got = pyfunc.predict(pd.DataFrame({"text": texts}))
+    pd.testing.assert_frame_equal(got.reset_index(drop=True), expected)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_mlflow_models_serve_answers_rest_requests_offline(trained):
+    from pipeline.tracking import champion_uri, load_champion
+
+    port = _free_port()
+    env = dict(os.environ, HF_HUB_OFFLINE="1", MLFLOW_TRACKING_URI=os.environ["MLFLOW_TRACKING_URI"])
+    mlflow_bin = Path(sys.executable).parent / "mlflow"
+    server = subprocess.Popen([str(mlflow_bin), "models", "serve", "-m", champion_uri(), "--env-manager", "local",
+                               "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+                              env=env, cwd=trained, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/ping", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(1)
+        else:
+            pytest.fail("mlflow models serve did not come up: " + server.stdout.read1().decode(errors="replace"))
+        texts = ["China supplies components for Russian drones despite sanctions."]
+        reply = httpx.post(f"http://127.0.0.1:{port}/invocations", json={"dataframe_records": [{"text": t} for t in texts]},
+                           timeout=30)
+        assert reply.status_code == 200, reply.text
+        predictions = reply.json()["predictions"]
+        expected = load_champion().score_frame(texts).to_dict("records")
+        assert predictions == expected
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
