@@ -237,8 +237,9 @@ def suspicious(family: Annotated[str, typer.Option(help="model family for out-of
         except (ValueError, ConfigError) as err:
             _fail(err)
     table = Table(title=f"{len(rows)} suspicious label(s), most suspicious first")
-    for column in ("paragraph_id", "task", "label", "suggested", "p(label)", "annotators", "text"):
-        table.add_column(column, overflow="fold")
+    for column in ("paragraph_id", "task", "label", "suggested", "p(label)", "annotators"):
+        table.add_column(column, min_width=16 if column == "paragraph_id" else None)
+    table.add_column("text", max_width=60, no_wrap=True, overflow="ellipsis")
     for row in rows.head(limit).itertuples():
         table.add_row(row.paragraph_id, row.task, row.label, row.suggested, f"{row.label_probability:.3f}",
                       row.annotators, row.text[:160])
