@@ -91,7 +91,7 @@ def train(
         result = train_stage.evaluate_and_fit(frame, schema, family, params, lambda: progress.advance(bar))
     root = resolve(".")
     model_dir = root / "models" / family
-    train_stage.write_outputs(result, family, model_dir, root / "metrics", root / "plots")
+    train_stage.write_outputs(result, family, model_dir, root / "metrics" / "train", root / "plots")
     summary = ", ".join(f"{t} {result.metrics[t]['macro_f1']:.3f} [{result.metrics[t]['macro_f1_ci_low']:.3f}, "
                         f"{result.metrics[t]['macro_f1_ci_high']:.3f}]" for t in schema.task_names)
     console.print(f"{family}: macro-F1 {summary}")
@@ -111,7 +111,8 @@ def register() -> None:
     root = resolve(".")
     candidates, runs = {}, {}
     for family in params.models:
-        metrics_file, run_file = root / "metrics" / f"{family}.json", root / "models" / family / "mlflow_run.json"
+        metrics_file = root / "metrics" / "train" / f"{family}.json"
+        run_file = root / "models" / family / "mlflow_run.json"
         if metrics_file.exists() and run_file.exists():
             candidates[family] = json.loads(metrics_file.read_text(encoding="utf-8"))
             runs[family] = json.loads(run_file.read_text(encoding="utf-8"))

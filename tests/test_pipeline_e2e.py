@@ -81,7 +81,7 @@ def test_run_is_tracked_with_provenance_and_champion_alias(trained):
     assert run.data.params["family"] == "tfidf_lr"
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
     assert "plots/confusion" in artifacts and "plots/reliability" in artifacts
-    metrics = json.loads((trained / "metrics" / "tfidf_lr.json").read_text())
+    metrics = json.loads((trained / "metrics" / "train" / "tfidf_lr.json").read_text())
     assert metrics["macro_f1"] == pytest.approx(run.data.metrics["macro_f1"])
     assert "Comparison" in (trained / "MODEL_CARD.md").read_text()
 
