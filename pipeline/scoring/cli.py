@@ -28,6 +28,8 @@ def _default_min_words() -> int:
 def _load_model(model_uri: str | None):
     from pipeline.tracking import load_champion
 
+    if model_uri and ":" not in model_uri and not Path(model_uri).exists():
+        raise FileNotFoundError(f"no such model folder: {model_uri}")
     return load_champion(model_uri)
 
 
@@ -86,12 +88,13 @@ def score(
     summary = result.summary
     for problem in result.problems:
         where = problem.path + ("" if problem.line is None else f":{problem.line}")
-        err.print(f"[yellow]skipped[/] {escape(where)}: {escape(problem.reason)}", highlight=False)
+        err.print(f"[yellow]skipped[/] {escape(where)}: {escape(problem.reason)}", highlight=False, soft_wrap=True)
     err.print(f"{summary['paragraphs']} paragraphs from {summary['documents']} documents -> {result.layout.out}"
-              f" ({summary['paragraphs_per_s'] or 0:,.0f} paragraphs/s); {len(result.problems)} skipped")
+              f" ({summary['paragraphs_per_s'] or 0:,.0f} paragraphs/s); {len(result.problems)} skipped",
+              soft_wrap=True)
     raise typer.Exit(result.exit_code)
 
 
 def _usage(message: str) -> None:
-    err.print(f"[red]error:[/] {escape(message)}", highlight=False)
+    err.print(f"[red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(2)

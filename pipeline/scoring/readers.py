@@ -265,14 +265,14 @@ def _row_document(path: Path, where: int, row: dict, options: ReadOptions,
     if doc_id in seen:
         return Problem(str(path), f"duplicate {options.id_col} '{doc_id}' (first seen at {seen[doc_id]})", where)
     seen[doc_id] = f"{path}:{where}"
-    meta = {key: _text_or_none(row.get(col)) for key, col in
+    meta = {key: text_or_none(row.get(col)) for key, col in
             (("source", options.source_col), ("date", options.date_col), ("url", options.url_col))}
     if options.unit == "document":
         return document_from_text(doc_id, text, options, **meta)
     return Document(doc_id, [Paragraph(0, None, text.strip())], unit="paragraph", **meta)
 
 
-def _text_or_none(value) -> str | None:
+def text_or_none(value) -> str | None:
     if value is None or (isinstance(value, float) and value != value):
         return None
     if hasattr(value, "isoformat"):
