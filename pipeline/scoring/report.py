@@ -125,7 +125,8 @@ def _task_section(stats: ReportStats, task: str) -> str:
             stacked_bars([("paragraphs", stats.by_class[task]), ("articles (overall stance)", stats.article_stance[task])],
                          labels, f"distribution-{task}", normalise=True)]
     sources = sorted(stats.by_source[task].items(), key=lambda kv: -sum(kv[1].values()))
-    html += [f"<h3>By source <small>(paragraphs; top {MAX_SOURCES} of {len(sources)} sources)</small></h3>",
+    shown = f"top {MAX_SOURCES} of {len(sources)} sources" if len(sources) > MAX_SOURCES else f"{len(sources)} sources"
+    html += [f"<h3>By source <small>(paragraphs; {shown})</small></h3>",
              stacked_bars(sources[:MAX_SOURCES], labels, f"sources-{task}", normalise=True)]
     months = sorted(stats.by_month[task].items())
     if months:
