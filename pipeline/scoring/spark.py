@@ -102,6 +102,7 @@ def run_spark_cli(inputs: list[str], out: Path, model_uri: str | None, options: 
     out = Path(out)
     with console.status(f"scoring on Spark ({master})"):
         counts = score_parquet_spark(inputs[0], str(out / "paragraphs.parquet"), model_uri, master, options)
+        _session(master).stop()
     summary = {"engine": "spark", "master": master, "model": model_uri or "champion", "inputs": inputs, **counts}
     (out / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     console.print(f"{counts['paragraphs']} paragraphs scored on Spark -> {out / 'paragraphs.parquet'}; "
