@@ -33,4 +33,5 @@ browser:
 	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null)
 
 test: install browser
+	$(BIN)/dvc pull --quiet data/raw.dvc
 	$(BIN)/python -m pytest

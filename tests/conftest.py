@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,9 +18,16 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("DISABLE_MLFLOW_INTEGRATION", "TRUE")
 
 
+def pytest_sessionstart(session):
+    """A clean checkout has only data/raw.dvc: fetch the seed corpus from the in-repo DVC remote."""
+    if not any(RAW.glob("*.txt")):
+        dvc = Path(sys.executable).with_name("dvc")
+        subprocess.run([str(dvc), "pull", "--quiet", "data/raw.dvc"], cwd=REPO, check=True)
+
+
 @pytest.fixture(scope="session")
 def seed_files() -> dict[str, str]:
-    """The five seed pages, by file name (pulled from the DVC remote by `make test`)."""
+    """The five seed pages, by file name (pulled from the DVC remote at session start)."""
     files = sorted(RAW.glob("*.txt"))
     if len(files) < 5:
         pytest.fail(f"{RAW}: seed corpus missing; run `dvc pull data/raw.dvc` (make test does)")
