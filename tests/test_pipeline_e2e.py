@@ -123,25 +123,32 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _answers_ping(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/ping", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 def test_mlflow_models_serve_answers_rest_requests_offline(trained):
     from pipeline.tracking import champion_uri, load_champion
 
     port = _free_port()
-    env = dict(os.environ, HF_HUB_OFFLINE="1", MLFLOW_TRACKING_URI=os.environ["MLFLOW_TRACKING_URI"])
-    mlflow_bin = Path(sys.executable).parent / "mlflow"
-    server = subprocess.Popen([str(mlflow_bin), "models", "serve", "-m", champion_uri(), "--env-manager", "local",
-                               "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-                              env=env, cwd=trained, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    bin_dir = Path(sys.executable).parent  # mlflow starts `uvicorn` from PATH, as in an activated venv
+    env = dict(os.environ, HF_HUB_OFFLINE="1", MLFLOW_TRACKING_URI=os.environ["MLFLOW_TRACKING_URI"],
+               PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
+    mlflow_bin = bin_dir / "mlflow"
+    log = trained / "serve.log"
+    with log.open("wb") as sink:  # a file, not a pipe: a dead server's children cannot block the test
+        server = subprocess.Popen([str(mlflow_bin), "models", "serve", "-m", champion_uri(), "--env-manager", "local",
+                                   "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+                                  env=env, cwd=trained, stdout=sink, stderr=subprocess.STDOUT)
     try:
         deadline = time.time() + 120
-        while time.time() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/ping", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(1)
-        else:
-            pytest.fail("mlflow models serve did not come up: " + server.stdout.read1().decode(errors="replace"))
+        while not _answers_ping(port):
+            if server.poll() is not None or time.time() > deadline:
+                pytest.fail("mlflow models serve did not come up: " + log.read_text(errors="replace")[-3000:])
+            time.sleep(1)
         texts = ["China supplies components for Russian drones despite sanctions."]
         reply = httpx.post(f"http://127.0.0.1:{port}/invocations", json={"dataframe_records": [{"text": t} for t in texts]},
                            timeout=30)
