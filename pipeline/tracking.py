@@ -1,8 +1,13 @@
 """MLflow wiring: where runs go, what provenance they carry, and loading the champion.
 
-The tracking store defaults to `sqlite:///<project root>/mlflow.db` as an absolute
-path, so DVC experiments running in a temporary copy of the repo still log to the
-project's store; `MLFLOW_TRACKING_URI` always wins.
+The tracking store defaults to `sqlite:///<repo>/mlflow.db` as an absolute path. During
+`dvc exp run --queue` a stage runs in a temporary copy of the repo under .dvc/tmp/exps/;
+DVC then sets `DVC_ROOT` to the parent repo, so queued experiments log to the project's
+store too. `MLFLOW_TRACKING_URI` always wins.
+
+Every MLflow run started while DVC runs an experiment is tagged with the experiment's
+name and baseline commit (`DvcExperimentContext`, an MLflow run-context plugin declared
+in pyproject.toml), so a row of `dvc exp show` finds its run and vice versa.
 """
 
 from __future__ import annotations
@@ -20,8 +25,24 @@ os.environ.setdefault("DISABLE_MLFLOW_INTEGRATION", "TRUE")  # transformers must
 os.environ.setdefault("MLFLOW_ENABLE_PROACTIVE_TRACING", "false")
 
 
+# DVC's environment variables for a stage run inside `dvc exp run`, and the MLflow tags they become.
+EXPERIMENT_TAGS = {"DVC_EXP_NAME": "dvc.exp_name", "DVC_EXP_BASELINE_REV": "dvc.exp_baseline_rev"}
+
+
 def tracking_uri() -> str:
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{project_root() / 'mlflow.db'}"
+    root = Path(os.environ["DVC_ROOT"]) if os.environ.get("DVC_ROOT") else project_root()
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{root.resolve() / 'mlflow.db'}"
+
+
+class DvcExperimentContext:
+    """MLflow run-context provider (entry point `mlflow.run_context_provider`): tags a run
+    with the DVC experiment it belongs to, whoever starts the run."""
+
+    def in_context(self) -> bool:
+        return bool(os.environ.get("DVC_EXP_NAME"))
+
+    def tags(self) -> dict[str, str]:
+        return {tag: os.environ[var] for var, tag in EXPERIMENT_TAGS.items() if os.environ.get(var)}
 
 
 def configure():
