@@ -19,7 +19,7 @@ import pandas as pd
 from pipeline.config import Params
 from pipeline.evaluate import confusion_rows, cross_validate, n_folds, summarize
 from pipeline.model import StanceModel
-from pipeline.models import build_classifier
+from pipeline.models import build_classifier, settle_quantization
 from pipeline.schema import LabelSchema
 
 
@@ -66,6 +66,7 @@ def evaluate_and_fit(frame: pd.DataFrame, schema: LabelSchema, family: str, para
     model.temperatures = {task: metrics[task]["temperature"] for task in schema.task_names}
 
     texts = frame["text"].tolist()
+    int8 = settle_quantization(model.classifiers, texts)
     score_start = time.perf_counter()
     model.predict_proba(texts)
     score_seconds = time.perf_counter() - score_start
@@ -74,6 +75,8 @@ def evaluate_and_fit(frame: pd.DataFrame, schema: LabelSchema, family: str, para
     metrics["cv_seconds"] = round(cv_seconds, 2)
     metrics["train_seconds"] = round(fit_seconds, 2)
     metrics["score_paragraphs_per_second"] = round(len(texts) / max(score_seconds, 1e-9), 1)
+    if int8:
+        metrics["int8_agreement"] = int8
     return TrainResult(model=model, metrics=metrics, confusion=confusion)
 
 

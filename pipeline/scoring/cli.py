@@ -57,6 +57,9 @@ def score(
     top_k: int = typer.Option(3, "--top-k", min=1, help="Strongest paragraphs kept per article and class"),
     timeout: float = typer.Option(10.0, "--timeout", help="Per-request HTTP timeout (s) for URL inputs"),
     retries: int = typer.Option(2, "--retries", min=0, help="HTTP retries on timeouts, 429 and 5xx"),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1,
+                                          help="Scoring processes [default: all cores for scikit-learn models, "
+                                               "1 for torch models, which use all cores in-process]"),
     master: str = typer.Option("local[*]", "--master", help="Spark master for --engine spark, e.g. spark://host:7077"),
 ) -> None:
     """Score articles or paragraphs with the stance model: per-paragraph labels, article stances, a report.
@@ -82,7 +85,8 @@ def score(
             loaded = _load_model(model)
         except Exception as error:  # no champion yet, bad URI, unreadable folder: all usage errors here
             _usage(f"cannot load model {model or 'champion'}: {error}")
-        result = run_local(inputs, out, loaded, model or "champion", fmt, options, resume, batch_size, top_k, err)
+        result = run_local(inputs, out, loaded, model or "champion", fmt, options, resume, batch_size, top_k, err,
+                           workers)
     except (UsageError, ResumeMismatch) as error:
         _usage(str(error))
     summary = result.summary

@@ -76,6 +76,57 @@ def inference_context():
         yield
 
 
+_WORKER_MODEL = None
+
+
+def _init_worker(model) -> None:
+    global _WORKER_MODEL
+    _WORKER_MODEL = model
+
+
+def _worker_score(texts: list[str]) -> pd.DataFrame:
+    return _WORKER_MODEL.score_frame(texts)
+
+
+class ParallelScorer:
+    """`score_frame` split over worker processes, for models whose inference is single-threaded Python
+    (scikit-learn tokenisation); torch models already use every core and are scored in-process."""
+
+    MIN_PARALLEL = 256  # smaller batches are scored in-process: starting workers costs seconds
+
+    def __init__(self, model, workers: int):
+        self.model = model
+        self.schema = model.schema
+        self.workers = workers
+        self._pool = None
+
+    def score_frame(self, texts: list[str]) -> pd.DataFrame:
+        if len(texts) < self.MIN_PARALLEL:
+            return self.model.score_frame(texts)
+        if self._pool is None:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=_init_worker, initargs=(self.model,))
+        size = -(-len(texts) // self.workers)
+        chunks = [texts[i:i + size] for i in range(0, len(texts), size)]
+        return pd.concat(list(self._pool.map(_worker_score, chunks)), ignore_index=True)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+
+
+def make_scorer(model, workers: int | None):
+    """The model itself, or a ParallelScorer. Default (None): all cores, unless the model's classifiers
+    already use every core in-process (torch families declare `multithreaded = True`)."""
+    if workers is None:
+        threaded = any(getattr(clf, "multithreaded", False) for clf in model.classifiers.values())
+        workers = 1 if threaded else (os.cpu_count() or 1)
+    return ParallelScorer(model, workers) if workers > 1 else model
+
+
 def score_texts(model, texts: list[str]) -> pd.DataFrame:
     """`model.score_frame` on length-sorted texts (similar lengths pad together), original order back."""
     if not texts:

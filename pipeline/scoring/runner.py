@@ -62,7 +62,7 @@ class RunResult:
 
 def run_local(inputs: list[str], out: Path, model, model_label: str, fmt: str | None = None,
               options: ReadOptions = ReadOptions(), resume: bool = False, batch_size: int = 2048,
-              top_k: int = 3, console: Console | None = None) -> RunResult:
+              top_k: int = 3, console: Console | None = None, workers: int | None = None) -> RunResult:
     """Score every input with `model` into `out`; bad inputs are skipped and listed in the summary."""
     layout = Layout.of(out, fmt)
     sources = discover(inputs)
@@ -73,6 +73,7 @@ def run_local(inputs: list[str], out: Path, model, model_label: str, fmt: str | 
     started = time.perf_counter()
     scored_now = 0
     resumed_docs = len(store.done)
+    scorer = core.make_scorer(model, workers)
 
     columns = (TextColumn("[bold]scoring"), BarColumn(), MofNCompleteColumn(), TextColumn("documents"),
                TextColumn("{task.fields[paragraphs]} paragraphs · {task.fields[rate]:,.0f}/s"),
@@ -86,7 +87,7 @@ def run_local(inputs: list[str], out: Path, model, model_label: str, fmt: str | 
             nonlocal pending, pending_paragraphs, scored_now
             if not pending:
                 return
-            paragraphs = core.score_paragraphs(model, core.paragraphs_frame(pending))
+            paragraphs = core.score_paragraphs(scorer, core.paragraphs_frame(pending))
             articles = core.articles_frame(paragraphs, model.schema, top_k)
             store.write(paragraphs, articles, [d.doc_id for d in pending])
             scored_now += len(paragraphs)
@@ -94,18 +95,22 @@ def run_local(inputs: list[str], out: Path, model, model_label: str, fmt: str | 
             progress.update(bar, advance=len(pending), paragraphs=store.done_paragraphs, rate=rate)
             pending, pending_paragraphs = [], 0
 
-        for item in read_sources(sources, options):
-            if isinstance(item, Problem):
-                problems.append(item)
-                progress.update(bar, advance=1)
-            elif item.doc_id in store.done:
-                progress.update(bar, advance=1, paragraphs=store.done_paragraphs)
-            else:
-                pending.append(item)
-                pending_paragraphs += len(item.paragraphs)
-                if pending_paragraphs >= batch_size:
-                    flush()
-        flush()
+        try:
+            for item in read_sources(sources, options):
+                if isinstance(item, Problem):
+                    problems.append(item)
+                    progress.update(bar, advance=1)
+                elif item.doc_id in store.done:
+                    progress.update(bar, advance=1, paragraphs=store.done_paragraphs)
+                else:
+                    pending.append(item)
+                    pending_paragraphs += len(item.paragraphs)
+                    if pending_paragraphs >= batch_size:
+                        flush()
+            flush()
+        finally:
+            if scorer is not model:
+                scorer.close()
         progress.update(bar, total=progress.tasks[0].completed)
 
     elapsed = time.perf_counter() - started

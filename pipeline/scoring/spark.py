@@ -41,8 +41,15 @@ def _spark_ddl(arrow) -> str:
 
 
 def _session(master: str):
+    """A Spark session; in local mode the Python workers run this interpreter (the one with the
+    package and its dependencies), not whatever `python3` is first on PATH."""
+    import os
+    import sys
+
     from pyspark.sql import SparkSession
 
+    if master.startswith("local"):
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     return (SparkSession.builder.master(master).appName("stance-score")
             .config("spark.ui.enabled", "false")
             .config("spark.sql.execution.arrow.pyspark.enabled", "true")

@@ -1,0 +1,114 @@
+"""Frozen sentence embeddings + class-weighted logistic regression: cheap, and strong on tens of examples."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Self, Sequence
+
+import joblib
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+from sklearn.linear_model import LogisticRegression
+
+from pipeline.models import predict_from_proba
+from pipeline.models.encoder import (FrozenEncoder, frozen_encoder, packaged_fingerprint, packaged_model_dir,
+                                     setup_torch)
+
+
+class LogRegHead:
+    """Logistic regression on embeddings, answering in schema class order.
+
+    A class absent from training gets probability 0; a single training class gets 1.
+    """
+
+    def __init__(self, classes: list[str], C: float, seed: int):
+        self.classes = list(classes)
+        self.C = C
+        self.seed = seed
+        self._lr: LogisticRegression | None = None
+        self._only: str | None = None
+
+    def fit(self, X: np.ndarray, labels: Sequence[str]) -> Self:
+        unknown = sorted(set(labels) - set(self.classes))
+        if unknown:
+            raise ValueError(f"labels {unknown} are not classes of this task ({', '.join(self.classes)})")
+        seen = sorted(set(labels))
+        if len(seen) == 1:
+            self._only = seen[0]
+            return self
+        self._lr = LogisticRegression(C=self.C, class_weight="balanced", max_iter=5000, random_state=self.seed)
+        self._lr.fit(X, list(labels))
+        return self
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        proba = np.zeros((len(X), len(self.classes)))
+        if self._only is not None:
+            proba[:, self.classes.index(self._only)] = 1.0
+            return proba
+        raw = self._lr.predict_proba(X)
+        for j, name in enumerate(self._lr.classes_):
+            proba[:, self.classes.index(name)] = raw[:, j]
+        return proba
+
+
+class EmbedLogReg:
+    """The packaged all-MiniLM-L6-v2 as a frozen feature extractor, a logistic regression on top."""
+
+    multithreaded = True  # torch inference uses every core; scoring needs no worker processes
+
+    class Params(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        C: float = Field(2.0, gt=0, description="inverse L2 strength of the logistic regression")
+        max_length: int = Field(256, ge=8, le=512, description="tokens per paragraph; the rest is cut")
+        batch_size: int = Field(32, ge=1)
+        quantize: bool = Field(False, description="dynamic int8 encoder for CPU scoring")
+
+    def __init__(self, params: "EmbedLogReg.Params", classes: list[str], seed: int = 0):
+        self.params = params
+        self.classes = list(classes)
+        self.seed = seed
+        self._encoder_dir: Path | None = None  # None: the packaged weights
+        self._encoder_key: str | None = None
+        self._head: LogRegHead | None = None
+
+    def _encoder(self) -> FrozenEncoder:
+        if self._encoder_dir is None:
+            return frozen_encoder(packaged_model_dir(), packaged_fingerprint(), self.params.quantize)
+        return frozen_encoder(self._encoder_dir, self._encoder_key, self.params.quantize)
+
+    def _embed(self, texts: Sequence[str]) -> np.ndarray:
+        return self._encoder().embed(texts, self.params.max_length, self.params.batch_size)
+
+    def fit(self, texts: Sequence[str], labels: Sequence[str]) -> Self:
+        setup_torch(self.seed)
+        self._head = LogRegHead(self.classes, self.params.C, self.seed).fit(self._embed(texts), labels)
+        return self
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        return self._head.predict_proba(self._embed(texts))
+
+    def predict(self, texts: Sequence[str]) -> list[str]:
+        return predict_from_proba(self.predict_proba(texts), self.classes)
+
+    def set_quantized(self, on: bool) -> None:
+        self.params.quantize = on
+
+    def save(self, folder: Path) -> None:
+        """Head, settings and a full copy of the encoder, so the folder scores with no package installed."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self._encoder().save(folder / "encoder")
+        joblib.dump(self._head, folder / "head.joblib")
+        meta = {"classes": self.classes, "seed": self.seed, "params": self.params.model_dump(),
+                "encoder_key": self._encoder_key or packaged_fingerprint()}
+        (folder / "embed_lr.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+
+    @classmethod
+    def load(cls, folder: Path) -> Self:
+        folder = Path(folder)
+        meta = json.loads((folder / "embed_lr.json").read_text(encoding="utf-8"))
+        clf = cls(cls.Params(**meta["params"]), meta["classes"], meta["seed"])
+        clf._encoder_dir, clf._encoder_key = folder / "encoder", meta["encoder_key"]
+        clf._head = joblib.load(folder / "head.joblib")
+        return clf

