@@ -132,6 +132,7 @@ def register() -> None:
 # --- sub-commands owned by other modules register here (one line each) ---
 from pipeline.scoring.cli import score; app.command("score")(score)  # noqa: E402,E702
 from pipeline.annotate.cli import annotate_app, labels_app; app.add_typer(annotate_app, name="annotate"); app.add_typer(labels_app, name="labels")  # noqa: E402,E702
+from pipeline.experiments.cli import exp_app; app.add_typer(exp_app, name="exp")  # noqa: E402,E702
 
 
 def main() -> None:
