@@ -1,4 +1,4 @@
-"""Shared fixtures: the real seed corpus and a throw-away project folder per test."""
+"""Shared fixtures: the real seed corpus, a throw-away project folder per test, and one trained project."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 RAW = REPO / "data" / "raw"
@@ -34,15 +35,56 @@ def seed_files() -> dict[str, str]:
     return {f.name: f.read_text(encoding="utf-8") for f in files}
 
 
+def _copy_inputs(root: Path) -> None:
+    """The label files and the raw corpus: what the stages read besides params.yaml."""
+    shutil.copytree(REPO / "labels", root / "labels", ignore=shutil.ignore_patterns("store.sqlite*", "annotators.json"))
+    shutil.copytree(RAW, root / "data" / "raw")
+    shutil.copy(REPO / "data" / "raw.dvc", root / "data" / "raw.dvc")
+
+
 @pytest.fixture
 def project(tmp_path, monkeypatch) -> Path:
     """A copy of the project's configuration, labels and raw corpus in a temp folder, used as STANCE_ROOT."""
-    for name in ("params.yaml",):
-        shutil.copy(REPO / name, tmp_path / name)
-    shutil.copytree(REPO / "labels", tmp_path / "labels", ignore=shutil.ignore_patterns("store.sqlite*", "annotators.json"))
-    shutil.copytree(RAW, tmp_path / "data" / "raw")
-    shutil.copy(REPO / "data" / "raw.dvc", tmp_path / "data" / "raw.dvc")
-    monkeypatch.setenv("STANCE_ROOT", str(tmp_path))
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    monkeypatch.chdir(tmp_path)
+    shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
+    _copy_inputs(tmp_path)
+    _use_project(monkeypatch, tmp_path)
     return tmp_path
+
+
+def _stance(*args: str) -> None:
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    result = CliRunner().invoke(app, list(args), catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+
+
+@pytest.fixture(scope="session")
+def trained_project(tmp_path_factory) -> Path:
+    """A tmp project trained once with the baseline on tiny CV settings, through the `stance` commands:
+    ingest -> dataset -> train tfidf_lr (MLflow run in its own mlflow.db) -> register (champion)."""
+    root = tmp_path_factory.mktemp("project")
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["evaluate"].update({"n_repeats": 1, "n_bootstrap": 200})
+    params["models"] = {"tfidf_lr": params["models"]["tfidf_lr"]}
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    _copy_inputs(root)
+    with pytest.MonkeyPatch.context() as mp:
+        _use_project(mp, root)
+        for command in (["ingest"], ["dataset"], ["train", "--family", "tfidf_lr"], ["register"]):
+            _stance(*command)
+    return root
+
+
+def _use_project(mp: pytest.MonkeyPatch, root: Path) -> None:
+    mp.setenv("STANCE_ROOT", str(root))
+    mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
+    mp.chdir(root)
+
+
+@pytest.fixture
+def trained(trained_project, monkeypatch) -> Path:
+    """The trained project as STANCE_ROOT, MLflow store and cwd for one test."""
+    _use_project(monkeypatch, trained_project)
+    return trained_project

@@ -14,52 +14,6 @@ from pathlib import Path
 import httpx
 import pandas as pd
 import pytest
-import yaml
-from typer.testing import CliRunner
-
-from pipeline.cli import app
-
-runner = CliRunner()
-
-
-def _stance(*args: str) -> str:
-    result = runner.invoke(app, list(args), catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return result.output
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A tmp project trained once with the baseline on tiny CV settings (shared by the tests below)."""
-    from tests.conftest import RAW, REPO
-    import shutil
-
-    root = tmp_path_factory.mktemp("project")
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["evaluate"].update({"n_repeats": 1, "n_bootstrap": 200})
-    params["models"] = {"tfidf_lr": params["models"]["tfidf_lr"]}
-    (root / "params.yaml").write_text(yaml.safe_dump(params))
-    shutil.copytree(REPO / "labels", root / "labels", ignore=shutil.ignore_patterns("store.sqlite*", "annotators.json"))
-    shutil.copytree(RAW, root / "data" / "raw")
-    shutil.copy(REPO / "data" / "raw.dvc", root / "data" / "raw.dvc")
-    env = {"STANCE_ROOT": str(root), "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}"}
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    cwd = os.getcwd()
-    os.chdir(root)
-    try:
-        _stance("ingest")
-        _stance("dataset")
-        _stance("train", "--family", "tfidf_lr")
-        _stance("register")
-        yield root
-    finally:
-        os.chdir(cwd)
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def test_run_is_tracked_with_provenance_and_champion_alias(trained):
