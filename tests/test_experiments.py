@@ -81,6 +81,22 @@ def test_table_flags_missing_runs_reused_runs_and_disagreeing_views():
     assert "not run" in lines[7]
 
 
+def test_runs_inside_dvc_experiments_log_to_the_parent_repo_and_carry_the_exp_name(monkeypatch, tmp_path):
+    from mlflow.tracking.context.registry import resolve_tags
+
+    from pipeline.tracking import tracking_uri
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path))
+    assert tracking_uri() == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
+    monkeypatch.setenv("DVC_EXP_NAME", "grid-tfidf_lr-1")
+    monkeypatch.setenv("DVC_EXP_BASELINE_REV", "abc123")
+    tags = resolve_tags()  # what mlflow.start_run adds: the plugin is installed through its entry point
+    assert tags["dvc.exp_name"] == "grid-tfidf_lr-1" and tags["dvc.exp_baseline_rev"] == "abc123"
+    monkeypatch.delenv("DVC_EXP_NAME")
+    assert "dvc.exp_name" not in resolve_tags()
+
+
 # --- a real queue: baseline repo from the trained project, two grid points, compare, MLflow tags ---
 
 def _run(*args: str, cwd: Path, env: dict) -> str:
