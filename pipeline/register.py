@@ -101,9 +101,14 @@ def model_card(decision: dict[str, Any], candidates: dict[str, dict[str, Any]], 
         f"bootstrap over paragraphs ({evaluate_params['n_bootstrap']} resamples).",
         "- ECE: expected calibration error of the top-class probability (10 bins), before and after temperature "
         "scaling; the calibrated ECE uses temperatures cross-fitted on the other folds.",
-        "- Train time: fitting the final model on all labels; scoring speed: paragraphs/s of "
-        "`StanceModel.predict_proba` over the labelled paragraphs, on the machine that ran `dvc repro` "
-        "(2 CPU cores unless stated).",
+        "- Train time: fitting the final model on all labels (cross-validation time is `cv_seconds` in "
+        "metrics/train); scoring speed: paragraphs/s of `StanceModel.predict_proba`, all tasks, one process, "
+        "on 500 distinct paragraphs with the corpus' lengths, on the machine that ran `dvc repro` "
+        "(2 CPU cores unless stated). `stance score` is faster (see README, benchmark).",
+        "- int8: a transformer family asking for dynamic int8 scoring keeps it only for tasks whose labels "
+        "agree with fp32 on >= 99% of the corpus' paragraphs: "
+        + ("; ".join(f"{f}: " + ", ".join(f"{t} {a:.1%}" for t, a in m["int8_agreement"].items())
+                     for f, m in candidates.items() if m.get("int8_agreement")) or "no family asked for it") + ".",
         "",
         "## Comparison",
         "",

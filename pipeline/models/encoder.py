@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers.masking_utils import create_bidirectional_mask
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -167,6 +168,73 @@ def packaged_fingerprint() -> str:
     if not _PACKAGED_KEY:
         _PACKAGED_KEY.append(fingerprint(packaged_model_dir()))
     return _PACKAGED_KEY[0]
+
+
+class FrozenPrefix:
+    """Hidden states after the embeddings and the lower, frozen encoder layers, computed once per text.
+
+    SetFit and fine-tuning train only the top `trainable_layers`; everything below never changes,
+    and is the same for every fold of a cross-validation and every task. Caching its output per
+    text makes each training step (and each fold's evaluation) cost only the trainable layers:
+    this is what makes transformer cross-validation fit in minutes on two CPU cores.
+    """
+
+    MEMO_LIMIT = 5_000  # texts; ~200 KB each at 128 tokens
+
+    def __init__(self, folder: Path, frozen_layers: int, max_length: int, batch_size: int):
+        self.tokenizer = AutoTokenizer.from_pretrained(folder)
+        self.model = AutoModel.from_pretrained(folder).to(device()).eval()
+        self.frozen_layers = frozen_layers
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self._memo: dict[str, torch.Tensor] = {}
+
+    def _compute(self, texts: list[str]) -> None:
+        base, on = self.model, device()
+        # no_grad, not inference_mode: the cached states feed layers that are trained with autograd
+        with torch.no_grad(), progress("caching frozen layers", len(texts)) as advance:
+            for idx in length_batches(texts, self.batch_size):
+                batch = tokenize(self.tokenizer, [texts[i] for i in idx], self.max_length, on)
+                hidden = base.embeddings(input_ids=batch["input_ids"], token_type_ids=batch.get("token_type_ids"))
+                hidden = upper_layers(base, hidden, batch["attention_mask"], 0, self.frozen_layers)
+                for row, i in enumerate(idx):
+                    length = int(batch["attention_mask"][row].sum())
+                    self._memo[texts[i]] = hidden[row, :length].clone()
+                advance(len(idx))
+
+    def hidden(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(hidden states (n, tokens, dim) right-padded with zeros, attention mask (n, tokens))."""
+        todo = list(dict.fromkeys(t for t in texts if t not in self._memo))
+        if len(self._memo) + len(todo) > self.MEMO_LIMIT:
+            self._memo.clear()
+            todo = list(dict.fromkeys(texts))
+        if todo:
+            self._compute(todo)
+        states = [self._memo[t] for t in texts]
+        mask = torch.zeros(len(states), max(len(h) for h in states), dtype=torch.long, device=states[0].device)
+        for row, h in enumerate(states):
+            mask[row, :len(h)] = 1
+        return torch.nn.utils.rnn.pad_sequence(states, batch_first=True), mask
+
+
+_PREFIXES: dict[tuple[str, int, int], FrozenPrefix] = {}
+
+
+def frozen_prefix(frozen_layers: int, max_length: int, batch_size: int = 32) -> FrozenPrefix:
+    """The shared prefix cache of the packaged weights with `frozen_layers` frozen layers."""
+    key = (packaged_fingerprint(), frozen_layers, max_length)
+    if key not in _PREFIXES:
+        _PREFIXES[key] = FrozenPrefix(packaged_model_dir(), frozen_layers, max_length, batch_size)
+    return _PREFIXES[key]
+
+
+def upper_layers(base: PreTrainedModel, hidden: torch.Tensor, attention_mask: torch.Tensor, start: int,
+                 stop: int | None = None) -> torch.Tensor:
+    """Run encoder layers [start, stop) of a BERT-style model on hidden states."""
+    mask = create_bidirectional_mask(config=base.config, inputs_embeds=hidden, attention_mask=attention_mask)
+    for layer in base.encoder.layer[start:stop]:
+        hidden = layer(hidden, mask)
+    return hidden
 
 
 def freeze_lower_layers(model: PreTrainedModel, trainable_layers: int) -> None:

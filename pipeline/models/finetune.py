@@ -18,9 +18,9 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
 from pipeline.models import predict_from_proba
-from pipeline.models.encoder import (device, freeze_lower_layers, inference_model, length_batches,
-                                     optimizer_and_schedule, packaged_model_dir, progress, setup_torch, tokenize,
-                                     training_batches)
+from pipeline.models.encoder import (FrozenPrefix, device, freeze_lower_layers, frozen_prefix, inference_model,
+                                     length_batches, optimizer_and_schedule, packaged_model_dir, progress,
+                                     setup_torch, tokenize, training_batches, upper_layers)
 
 
 def balanced_class_weights(labels: Sequence[str], classes: list[str]) -> list[float]:
@@ -41,7 +41,8 @@ class FineTunedTransformer:
         learning_rate: float = Field(1e-4, gt=0)
         weight_decay: float = Field(0.01, ge=0)
         warmup_ratio: float = Field(0.1, ge=0, le=1)
-        trainable_layers: int = Field(6, ge=0, description="top encoder layers updated (6 = all); embeddings stay frozen")
+        trainable_layers: int = Field(2, ge=1, description="top encoder layers updated (6 = all); the rest and "
+                                                          "the embeddings stay frozen")
         max_length: int = Field(128, ge=8, le=512)
         eval_batch_size: int = Field(32, ge=1)
         quantize: bool = Field(False, description="dynamic int8 model for CPU scoring")
@@ -53,6 +54,7 @@ class FineTunedTransformer:
         self._model = None
         self._tokenizer = None
         self._scorer = None
+        self._prefix: FrozenPrefix | None = None  # set while training in this process; a loaded model has none
 
     def fit(self, texts: Sequence[str], labels: Sequence[str]) -> Self:
         texts, labels, p, on = list(texts), list(labels), self.params, device()
@@ -71,6 +73,7 @@ class FineTunedTransformer:
         finally:
             hf_logging.set_verbosity(verbosity)
         freeze_lower_layers(self._model, p.trainable_layers)
+        self._prefix = frozen_prefix(self._frozen_layers(), p.max_length, p.eval_batch_size)
         targets = torch.tensor([self.classes.index(label) for label in labels], device=on)
         loss_fn = torch.nn.CrossEntropyLoss(weight=torch.tensor(balanced_class_weights(labels, self.classes),
                                                                 dtype=torch.float32, device=on))
@@ -82,8 +85,7 @@ class FineTunedTransformer:
         with progress("finetune: training", steps) as advance:
             for _ in range(p.epochs):
                 for batch in training_batches([len(t) for t in texts], p.batch_size, rng):
-                    inputs = tokenize(self._tokenizer, [texts[i] for i in batch], p.max_length, on)
-                    loss = loss_fn(self._model(**inputs).logits, targets[batch])
+                    loss = loss_fn(self._logits([texts[i] for i in batch]), targets[batch])
                     loss.backward()
                     optimizer.step()
                     schedule.step()
@@ -94,15 +96,31 @@ class FineTunedTransformer:
         self._scorer = inference_model(self._model, p.quantize)
         return self
 
+    def _frozen_layers(self) -> int:
+        return self._model.config.num_hidden_layers - self.params.trainable_layers
+
+    def _logits(self, texts: Sequence[str]) -> torch.Tensor:
+        """Logits through the trainable layers and the head, on top of the cached frozen prefix
+        (the same computation as BertForSequenceClassification.forward)."""
+        hidden, mask = self._prefix.hidden(texts)
+        hidden = upper_layers(self._model.base_model, hidden, mask, self._frozen_layers())
+        return self._model.classifier(self._model.dropout(self._model.base_model.pooler(hidden)))
+
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
-        """Softmax over every schema class; a class unseen in training keeps a small learned probability."""
+        """Softmax over every schema class; a class unseen in training keeps a small learned probability.
+        Via the prefix cache while training in-process, else through the full (possibly int8) model."""
         texts = list(texts)
+        cached = self._prefix is not None and not self.params.quantize
         on = next(self._scorer.parameters()).device
         proba = np.zeros((len(texts), len(self.classes)))
-        with torch.inference_mode(), progress("finetune: scoring", len(texts)) as advance:
+        with torch.no_grad(), progress("finetune: scoring", len(texts)) as advance:
             for idx in length_batches(texts, self.params.eval_batch_size):
-                inputs = tokenize(self._tokenizer, [texts[i] for i in idx], self.params.max_length, on)
-                proba[idx] = torch.softmax(self._scorer(**inputs).logits.float(), dim=-1).cpu().numpy()
+                chunk = [texts[i] for i in idx]
+                if cached:
+                    logits = self._logits(chunk)
+                else:
+                    logits = self._scorer(**tokenize(self._tokenizer, chunk, self.params.max_length, on)).logits
+                proba[idx] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
                 advance(len(idx))
         return proba
 

@@ -20,9 +20,9 @@ from transformers import AutoModel, AutoTokenizer
 
 from pipeline.models import predict_from_proba
 from pipeline.models.embed_lr import LogRegHead
-from pipeline.models.encoder import (device, freeze_lower_layers, inference_model, mean_pool,
-                                     optimizer_and_schedule, packaged_model_dir, progress, sentence_embeddings,
-                                     setup_torch, tokenize, training_batches)
+from pipeline.models.encoder import (FrozenPrefix, device, freeze_lower_layers, frozen_prefix, inference_model,
+                                     length_batches, mean_pool, optimizer_and_schedule, packaged_model_dir, progress,
+                                     sentence_embeddings, setup_torch, training_batches, upper_layers)
 
 
 def contrastive_pairs(labels: Sequence[str], num_iterations: int, rng: np.random.Generator) -> list[tuple[int, int, float]]:
@@ -56,7 +56,7 @@ class SetFitClassifier:
         learning_rate: float = Field(2e-5, gt=0)
         weight_decay: float = Field(0.01, ge=0)
         warmup_ratio: float = Field(0.1, ge=0, le=1)
-        trainable_layers: int = Field(2, ge=0, description="top encoder layers updated; the rest stay frozen")
+        trainable_layers: int = Field(2, ge=1, description="top encoder layers updated; the rest stay frozen")
         max_length: int = Field(128, ge=8, le=512)
         eval_batch_size: int = Field(32, ge=1)
         C: float = Field(2.0, gt=0, description="inverse L2 strength of the logistic head")
@@ -70,12 +70,15 @@ class SetFitClassifier:
         self._tokenizer = None
         self._scorer = None
         self._head: LogRegHead | None = None
+        self._prefix: FrozenPrefix | None = None  # set while training in this process; a loaded model has none
 
     def fit(self, texts: Sequence[str], labels: Sequence[str]) -> Self:
         texts, labels, p = list(texts), list(labels), self.params
         setup_torch(self.seed)
         self._tokenizer = AutoTokenizer.from_pretrained(packaged_model_dir())
         self._model = AutoModel.from_pretrained(packaged_model_dir()).to(device())
+        freeze_lower_layers(self._model, p.trainable_layers)
+        self._prefix = frozen_prefix(self._frozen_layers(), p.max_length, p.eval_batch_size)
         pairs = contrastive_pairs(labels, p.num_iterations, np.random.default_rng(self.seed))
         if pairs:
             self._train_encoder(texts, pairs)
@@ -85,8 +88,7 @@ class SetFitClassifier:
 
     def _train_encoder(self, texts: list[str], pairs: list[tuple[int, int, float]]) -> None:
         """CosineSimilarityLoss: MSE between the pair's embedding cosine and its 0/1 target."""
-        p, model, on = self.params, self._model, device()
-        freeze_lower_layers(model, p.trainable_layers)
+        p, model = self.params, self._model
         rng = np.random.default_rng(self.seed)
         lengths = [max(len(texts[i]), len(texts[j])) for i, j, _ in pairs]
         steps = p.epochs * -(-len(pairs) // p.batch_size)
@@ -98,11 +100,10 @@ class SetFitClassifier:
                     chosen = [pairs[k] for k in batch]
                     unique = sorted({i for i, _, _ in chosen} | {j for _, j, _ in chosen})
                     where = {idx: n for n, idx in enumerate(unique)}
-                    inputs = tokenize(self._tokenizer, [texts[i] for i in unique], p.max_length, on)
-                    emb = mean_pool(model(**inputs).last_hidden_state, inputs["attention_mask"])
+                    emb = self._pooled([texts[i] for i in unique])
                     left = emb[[where[i] for i, _, _ in chosen]]
                     right = emb[[where[j] for _, j, _ in chosen]]
-                    target = torch.tensor([t for _, _, t in chosen], dtype=emb.dtype, device=on)
+                    target = torch.tensor([t for _, _, t in chosen], dtype=emb.dtype, device=emb.device)
                     loss = torch.nn.functional.mse_loss((left * right).sum(1), target)
                     loss.backward()
                     optimizer.step()
@@ -113,9 +114,26 @@ class SetFitClassifier:
         for param in model.parameters():
             param.requires_grad_(False)
 
+    def _frozen_layers(self) -> int:
+        return self._model.config.num_hidden_layers - self.params.trainable_layers
+
+    def _pooled(self, texts: Sequence[str]) -> torch.Tensor:
+        """Sentence embeddings through the trainable layers only, on top of the cached frozen prefix."""
+        hidden, mask = self._prefix.hidden(texts)
+        return mean_pool(upper_layers(self._model, hidden, mask, self._frozen_layers()), mask)
+
     def _embed(self, texts: Sequence[str]) -> np.ndarray:
-        return sentence_embeddings(self._scorer, self._tokenizer, texts, self.params.max_length,
-                                   self.params.eval_batch_size, "setfit: embedding")
+        """Embeddings for the head: via the prefix cache while training in-process (same weights, same
+        numbers), else through the full (possibly int8) model."""
+        texts = list(texts)
+        if self._prefix is None or self.params.quantize:
+            return sentence_embeddings(self._scorer, self._tokenizer, texts, self.params.max_length,
+                                       self.params.eval_batch_size, "setfit: embedding")
+        out = np.zeros((len(texts), self._model.config.hidden_size), dtype=np.float32)
+        with torch.no_grad():
+            for idx in length_batches(texts, self.params.eval_batch_size):
+                out[idx] = self._pooled([texts[i] for i in idx]).float().cpu().numpy()
+        return out
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         return self._head.predict_proba(self._embed(texts))
