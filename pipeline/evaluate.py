@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import numpy as np
+import pandas as pd
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 from sklearn.model_selection import StratifiedGroupKFold
 
@@ -124,6 +125,19 @@ def summarize(cv: CVResult, n_bootstrap: int, confidence: float, n_bins: int, se
         "confusion_matrix": confusion_matrix(cv.y, cv.proba[0].argmax(axis=1), labels=list(range(k))).tolist(),
         "reliability": reliability,
     }
+
+
+def out_of_fold_frame(cv: CVResult, rows: pd.DataFrame, task: str) -> pd.DataFrame:
+    """One row per labelled paragraph: gold, out-of-fold prediction (first repeat, as in the confusion
+    plot) and its cross-fitted calibrated class scores, for error analysis without retraining."""
+    proba = cross_fitted_calibration(cv)[0]
+    return pd.DataFrame({
+        "paragraph_id": rows["paragraph_id"].to_numpy(), "source": rows["source"].to_numpy(), "task": task,
+        "gold": [cv.classes[i] for i in cv.y], "predicted": [cv.classes[i] for i in proba.argmax(axis=1)],
+        "confidence": proba.max(axis=1),
+        "scores": [{c: round(float(p), 4) for c, p in zip(cv.classes, row)} for row in proba],
+        "text": rows["text"].to_numpy(),
+    })
 
 
 def confusion_rows(cv: CVResult, ids: Sequence[str]) -> list[dict]:

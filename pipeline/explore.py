@@ -8,18 +8,18 @@ schema class indices (-1 = no gold label), as `pipeline.dataset.load_frame` retu
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
+from pathlib import Path
 from typing import Iterable
 
 import numpy as np
 import pandas as pd
 
-from pipeline.config import Params, set_seed
 from pipeline.dataset import MISSING
-from pipeline.evaluate import cross_validate
 from pipeline.labels import Annotation
-from pipeline.models import build_classifier
 from pipeline.schema import LabelSchema
+from pipeline.train import OUT_OF_FOLD_FILE
 
 
 def class_balance(frame: pd.DataFrame, schema: LabelSchema, by: str = "source") -> pd.DataFrame:
@@ -56,30 +56,14 @@ def examples_per_class(frame: pd.DataFrame, schema: LabelSchema, task: str, n: i
     return pd.concat(picks)[["class", "paragraph_id", "source", "text"]].reset_index(drop=True)
 
 
-def out_of_fold(frame: pd.DataFrame, schema: LabelSchema, family: str, params: Params) -> pd.DataFrame:
-    """Out-of-fold predictions of `family`, one row per (paragraph, task) with a gold label.
-
-    Re-runs the train stage's grouped cross-validation (its first repeat, same seed), so the
-    predictions are exactly those in plots/<family>/confusion/; probabilities are uncalibrated.
-    """
-    set_seed(params.seed)
-    hyperparams = params.models.get(family, {})
-    parts = []
-    for task in schema.task_names:
-        rows = frame[frame[task] != MISSING]
-        classes = schema.labels(task)
-        cv = cross_validate(lambda: build_classifier(family, hyperparams, classes, params.seed),
-                            rows["text"].tolist(), rows[task].to_numpy(), rows["article"].to_numpy(), classes,
-                            params.evaluate.n_splits, 1, params.seed)
-        proba = cv.proba[0]
-        parts.append(pd.DataFrame({
-            "paragraph_id": rows["paragraph_id"].to_numpy(), "source": rows["source"].to_numpy(), "task": task,
-            "gold": [classes[i] for i in cv.y], "predicted": [classes[i] for i in proba.argmax(axis=1)],
-            "confidence": proba.max(axis=1),
-            "scores": [{c: round(float(p), 4) for c, p in zip(classes, row)} for row in proba],
-            "text": rows["text"].to_numpy(),
-        }))
-    return pd.concat(parts, ignore_index=True)
+def out_of_fold(model_dir: Path) -> pd.DataFrame:
+    """The out-of-fold predictions the train stage wrote for a family (`models/<family>/`): one row per
+    (paragraph, task) with a gold label; predictions are those of plots/<family>/confusion/."""
+    path = Path(model_dir) / OUT_OF_FOLD_FILE
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no out-of-fold predictions; run `dvc repro` (the train stage writes them)")
+    frame = pd.read_parquet(path)
+    return frame.assign(scores=frame["scores"].map(json.loads))
 
 
 def rationales(annotations: Iterable[Annotation]) -> dict[tuple[str, str], str]:

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.config import Params
-from pipeline.evaluate import confusion_rows, cross_validate, n_folds, summarize
+from pipeline.evaluate import confusion_rows, cross_validate, n_folds, out_of_fold_frame, summarize
 from pipeline.model import StanceModel
 from pipeline.models import build_classifier, settle_quantization
 from pipeline.schema import LabelSchema
@@ -28,6 +28,10 @@ class TrainResult:
     model: StanceModel
     metrics: dict[str, Any]  # task -> evaluation summary, plus "macro_f1" (mean over tasks) and timings
     confusion: dict[str, list[dict]]  # task -> rows for DVC's confusion plot
+    out_of_fold: pd.DataFrame  # per (paragraph, task): gold, out-of-fold prediction and scores
+
+
+OUT_OF_FOLD_FILE = "out_of_fold.parquet"  # inside the model folder
 
 
 SPEED_SAMPLE = 500  # paragraphs scored to measure speed for the model card
@@ -54,6 +58,7 @@ def evaluate_and_fit(frame: pd.DataFrame, schema: LabelSchema, family: str, para
     metrics: dict[str, Any] = {}
     confusion: dict[str, list[dict]] = {}
     data: dict[str, tuple[list[str], list[str]]] = {}
+    out_of_fold = []
     cv_start = time.perf_counter()
     for task in schema.task_names:
         rows = frame[frame[task] >= 0]
@@ -65,6 +70,7 @@ def evaluate_and_fit(frame: pd.DataFrame, schema: LabelSchema, family: str, para
         e = params.evaluate
         metrics[task] = summarize(cv, e.n_bootstrap, e.confidence, e.calibration_bins, params.seed)
         confusion[task] = confusion_rows(cv, rows["paragraph_id"].tolist())
+        out_of_fold.append(out_of_fold_frame(cv, rows, task))
         data[task] = (rows["text"].tolist(), [classes[i] for i in y])
     cv_seconds = time.perf_counter() - cv_start
 
@@ -86,12 +92,16 @@ def evaluate_and_fit(frame: pd.DataFrame, schema: LabelSchema, family: str, para
     metrics["score_paragraphs_per_second"] = round(len(timing_texts) / max(score_seconds, 1e-9), 1)
     if int8:
         metrics["int8_agreement"] = int8
-    return TrainResult(model=model, metrics=metrics, confusion=confusion)
+    return TrainResult(model=model, metrics=metrics, confusion=confusion,
+                       out_of_fold=pd.concat(out_of_fold, ignore_index=True))
 
 
 def write_outputs(result: TrainResult, family: str, model_dir: Path, metrics_dir: Path, plots_dir: Path) -> None:
     """Model folder, `metrics/<family>.json` (dvc metrics) and per-task plot files (dvc plots)."""
     result.model.save(model_dir)
+    # scores as JSON text: each task has its own classes, which one Parquet struct column cannot hold
+    result.out_of_fold.assign(scores=result.out_of_fold["scores"].map(json.dumps)).to_parquet(
+        model_dir / OUT_OF_FOLD_FILE, index=False)
     metrics_dir.mkdir(parents=True, exist_ok=True)
     scalar = {task: {k: v for k, v in m.items() if k not in ("confusion_matrix", "reliability")}
               if isinstance(m, dict) else m for task, m in result.metrics.items()}

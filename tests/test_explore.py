@@ -23,10 +23,7 @@ def loaded(trained):
 
 @pytest.fixture(scope="module")
 def oof(trained_project) -> pd.DataFrame:
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("STANCE_ROOT", str(trained_project))
-        params, schema = load_params(), load_schema()
-        return explore.out_of_fold(load_frame(resolve(params.dataset.out_dir)), schema, "tfidf_lr", params)
+    return explore.out_of_fold(trained_project / "models" / "tfidf_lr")
 
 
 def test_class_balance_adds_up_to_the_dataset_summary(trained, loaded):

@@ -221,3 +221,13 @@ def test_discover_dedupes_and_reader_keeps_input_order(tmp_path, seed_files):
     assert isinstance(doc, Document) and [p.text for p in doc.paragraphs] == expected
     assert core.paragraphs_frame([doc])["id"].tolist() == [f"{doc.doc_id}#{i}" for i in range(len(expected))]
     assert Paragraph(0, None, "x").article_index == 0
+
+
+def test_parallel_scorer_equals_in_process_scoring(model_dir, seed_paragraphs):
+    model = StanceModel.load(model_dir)
+    texts = [f"{seed_paragraphs[i % len(seed_paragraphs)]} {i}" for i in range(core.ParallelScorer.MIN_PARALLEL + 7)]
+    scorer = core.ParallelScorer(model, 2)
+    try:
+        pd.testing.assert_frame_equal(scorer.score_frame(texts), model.score_frame(texts))
+    finally:
+        scorer.close()

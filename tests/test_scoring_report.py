@@ -1,8 +1,12 @@
-"""The scoring report rendered in real headless Chromium (Debian's chromium, driven by Playwright)."""
+"""The scoring report rendered in real headless Chromium (Debian's chromium, driven by Playwright).
+
+Set STANCE_REPORT_SCREENSHOT=docs/report.png to refresh the screenshot in the docs.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -65,9 +69,7 @@ def test_report_renders_offline_with_charts_and_escaped_text(tmp_path, seed_file
         assert page.locator("script").count() == 0
         assert page.locator('svg[data-chart^="sources-"] text', has_text='<script>alert("x")</script>').count() >= 1
         assert not dialogs
-        docs = REPO / "docs"
-        docs.mkdir(exist_ok=True)
-        page.screenshot(path=str(docs / "report.png"), full_page=False)
+        page.screenshot(path=str(os.environ.get("STANCE_REPORT_SCREENSHOT") or tmp_path / "report.png"))
         browser.close()
     assert requests == [report.as_uri()], "the report must load nothing besides itself"
     summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
