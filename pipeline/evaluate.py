@@ -106,8 +106,11 @@ def summarize(cv: CVResult, n_bootstrap: int, confidence: float, n_bins: int, se
     precision, recall, f1, _ = precision_recall_fscore_support(pooled_y, pooled_pred, labels=list(range(k)),
                                                                zero_division=0)
     calibrated = cross_fitted_calibration(cv).reshape(-1, k)
-    ece_raw, _ = expected_calibration_error(pooled_proba, pooled_y, n_bins)
-    ece_cal, reliability = expected_calibration_error(calibrated, pooled_y, n_bins)
+    ece_raw, reliability_raw = expected_calibration_error(pooled_proba, pooled_y, n_bins)
+    ece_cal, reliability_cal = expected_calibration_error(calibrated, pooled_y, n_bins)
+    # Temperature scaling minimises log-loss, which on tiny data can raise ECE: the model ships
+    # the temperature only when the cross-fitted (out-of-sample) ECE says it helps.
+    use_temperature = ece_cal < ece_raw
     return {
         "macro_f1": round(macro_f1, 4),
         "macro_f1_ci_low": round(low, 4),
@@ -121,16 +124,19 @@ def summarize(cv: CVResult, n_bootstrap: int, confidence: float, n_bins: int, se
         },
         "ece_uncalibrated": round(ece_raw, 4),
         "ece_calibrated": round(ece_cal, 4),
-        "temperature": round(fit_temperature(pooled_proba, pooled_y), 4),
+        "temperature_fitted": round(fit_temperature(pooled_proba, pooled_y), 4),
+        "temperature_used": use_temperature,
+        "ece": round(ece_cal if use_temperature else ece_raw, 4),
         "confusion_matrix": confusion_matrix(cv.y, cv.proba[0].argmax(axis=1), labels=list(range(k))).tolist(),
-        "reliability": reliability,
+        "reliability": reliability_cal if use_temperature else reliability_raw,
     }
 
 
-def out_of_fold_frame(cv: CVResult, rows: pd.DataFrame, task: str) -> pd.DataFrame:
+def out_of_fold_frame(cv: CVResult, rows: pd.DataFrame, task: str, use_temperature: bool) -> pd.DataFrame:
     """One row per labelled paragraph: gold, out-of-fold prediction (first repeat, as in the confusion
-    plot) and its cross-fitted calibrated class scores, for error analysis without retraining."""
-    proba = cross_fitted_calibration(cv)[0]
+    plot) and its class scores (cross-fitted temperature-scaled where the model uses a temperature),
+    for error analysis without retraining."""
+    proba = (cross_fitted_calibration(cv) if use_temperature else cv.proba)[0]
     return pd.DataFrame({
         "paragraph_id": rows["paragraph_id"].to_numpy(), "source": rows["source"].to_numpy(), "task": task,
         "gold": [cv.classes[i] for i in cv.y], "predicted": [cv.classes[i] for i in proba.argmax(axis=1)],

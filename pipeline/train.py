@@ -70,14 +70,15 @@ def evaluate_and_fit(frame: pd.DataFrame, schema: LabelSchema, family: str, para
         e = params.evaluate
         metrics[task] = summarize(cv, e.n_bootstrap, e.confidence, e.calibration_bins, params.seed)
         confusion[task] = confusion_rows(cv, rows["paragraph_id"].tolist())
-        out_of_fold.append(out_of_fold_frame(cv, rows, task))
+        out_of_fold.append(out_of_fold_frame(cv, rows, task, metrics[task]["temperature_used"]))
         data[task] = (rows["text"].tolist(), [classes[i] for i in y])
     cv_seconds = time.perf_counter() - cv_start
 
     fit_start = time.perf_counter()
     model = StanceModel.fit(schema, family, hyperparams, params.seed, data)
     fit_seconds = time.perf_counter() - fit_start
-    model.temperatures = {task: metrics[task]["temperature"] for task in schema.task_names}
+    model.temperatures = {task: metrics[task]["temperature_fitted"] if metrics[task]["temperature_used"] else 1.0
+                          for task in schema.task_names}
 
     texts = frame["text"].tolist()
     int8 = settle_quantization(model.classifiers, texts)
@@ -132,7 +133,7 @@ def log_run(result: TrainResult, family: str, params: Params, model_dir: Path, p
         for task in result.model.schema.task_names:
             m = result.metrics[task]
             for key in ("macro_f1", "macro_f1_ci_low", "macro_f1_ci_high", "accuracy", "ece_uncalibrated",
-                        "ece_calibrated", "temperature"):
+                        "ece_calibrated", "ece", "temperature_fitted"):
                 flat[f"{task}.{key}"] = m[key]
             for name, scores in m["per_class"].items():
                 flat[f"{task}.{name}.f1"] = scores["f1"]

@@ -40,6 +40,16 @@ def test_run_is_tracked_with_provenance_and_champion_alias(trained):
     assert "Comparison" in (trained / "MODEL_CARD.md").read_text()
 
 
+def test_model_ships_a_temperature_only_where_it_lowers_out_of_sample_ece(trained):
+    metrics = json.loads((trained / "metrics" / "train" / "tfidf_lr.json").read_text())
+    shipped = json.loads((trained / "models" / "tfidf_lr" / "stance_model.json").read_text())["temperatures"]
+    for task, temperature in shipped.items():
+        m = metrics[task]
+        assert m["temperature_used"] == (m["ece_calibrated"] < m["ece_uncalibrated"])
+        assert temperature == (m["temperature_fitted"] if m["temperature_used"] else 1.0)
+        assert m["ece"] == min(m["ece_calibrated"], m["ece_uncalibrated"])
+
+
 def test_alias_moves_only_when_the_new_model_wins(trained):
     from mlflow import MlflowClient
 
