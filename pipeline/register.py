@@ -45,9 +45,9 @@ def register(best_run: dict[str, Any], metric: str, model_name: str, alias: str,
     try:
         current = client.get_model_version_by_alias(model_name, alias)
         champion_score = float(current.tags.get(metric)) if current.tags.get(metric) else None
-        current_version = current.version
+        current_version, current_family = current.version, current.tags.get("family")
     except MlflowException:
-        champion_score, current_version = None, None
+        champion_score, current_version, current_family = None, None, None
 
     score = float(best_run["macro_f1"])
     moves, reason = decide(best_run["family"], score, champion_score, metric)
@@ -63,6 +63,7 @@ def register(best_run: dict[str, Any], metric: str, model_name: str, alias: str,
         "alias": alias,
         "registered_version": int(version.version),
         "champion_version": int(version.version) if moves else (int(current_version) if current_version else None),
+        "champion_family": best_run["family"] if moves else current_family,
         "alias_moved": moves,
         "reason": reason,
         "best_family": best_run["family"],
@@ -104,7 +105,7 @@ def model_card(decision: dict[str, Any], candidates: dict[str, dict[str, Any]], 
         "lowers that out-of-sample ECE.",
         "- Train time: fitting the final model on all labels (cross-validation time is `cv_seconds` in "
         "metrics/train); scoring speed: paragraphs/s of `StanceModel.predict_proba`, all tasks, one process, "
-        "on 500 distinct paragraphs with the corpus' lengths, on the machine that ran `dvc repro` "
+        "on 200 distinct paragraphs with the corpus' lengths, on the machine that ran `dvc repro` "
         "(2 CPU cores unless stated). `stance score` is faster (see README, benchmark).",
         "- int8: a transformer family asking for dynamic int8 scoring keeps it only for tasks whose labels "
         "agree with fp32 on >= 99% of the corpus' paragraphs: "
@@ -117,7 +118,7 @@ def model_card(decision: dict[str, Any], candidates: dict[str, dict[str, Any]], 
         "|---|---|---|---|---|---|---|",
     ]
     for family, m in sorted(candidates.items(), key=lambda kv: -kv[1]["macro_f1"]):
-        marker = " (champion)" if family == decision["best_family"] and decision["alias_moved"] else ""
+        marker = " (champion)" if family == decision["champion_family"] else ""
         for task in schema.task_names:
             t = m[task]
             lines.append(f"| {family}{marker} | {task} | {t['macro_f1']:.3f} | "

@@ -34,7 +34,7 @@ class TrainResult:
 OUT_OF_FOLD_FILE = "out_of_fold.parquet"  # inside the model folder
 
 
-SPEED_SAMPLE = 500  # paragraphs scored to measure speed for the model card
+SPEED_SAMPLE = 200  # paragraphs scored to measure speed for the model card
 
 
 def distinct_texts(texts: list[str], n: int) -> list[str]:
