@@ -98,6 +98,7 @@ def test_transformer_stance_model_as_pyfunc_matches_score_frame(tmp_path, monkey
     model.save(tmp_path / "model")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    mlflow.set_experiment("pyfunc-parity")  # not an experiment id left active by an earlier test's store
     with mlflow.start_run():
         info = log_stance_model(tmp_path / "model", TEXTS)
     served = mlflow.pyfunc.load_model(info.model_uri).predict(pd.DataFrame({"text": TEXTS[:4]}))
