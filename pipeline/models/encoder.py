@@ -21,6 +21,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.masking_utils import create_bidirectional_mask
 
+from pipeline.models import predict_from_proba
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -235,6 +237,23 @@ def upper_layers(base: PreTrainedModel, hidden: torch.Tensor, attention_mask: to
     for layer in base.encoder.layer[start:stop]:
         hidden = layer(hidden, mask)
     return hidden
+
+
+class TopLayersTrained:
+    """What SetFit and fine-tuning share: only the top `trainable_layers` train (on a FrozenPrefix),
+    and scoring can switch between the fp32 model and an int8 copy."""
+
+    multithreaded = True  # torch inference uses every core; scoring needs no worker processes
+
+    def _frozen_layers(self) -> int:
+        return self._model.config.num_hidden_layers - self.params.trainable_layers
+
+    def set_quantized(self, on: bool) -> None:
+        self.params.quantize = on
+        self._scorer = inference_model(self._model, on)
+
+    def predict(self, texts: Sequence[str]) -> list[str]:
+        return predict_from_proba(self.predict_proba(texts), self.classes)
 
 
 def freeze_lower_layers(model: PreTrainedModel, trainable_layers: int) -> None:

@@ -17,8 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
-from pipeline.models import predict_from_proba
-from pipeline.models.encoder import (FrozenPrefix, device, freeze_lower_layers, frozen_prefix, inference_model,
+from pipeline.models.encoder import (FrozenPrefix, TopLayersTrained, device, freeze_lower_layers, frozen_prefix,
+                                     inference_model,
                                      length_batches, optimizer_and_schedule, packaged_model_dir, progress,
                                      setup_torch, tokenize, training_batches, upper_layers)
 
@@ -29,10 +29,9 @@ def balanced_class_weights(labels: Sequence[str], classes: list[str]) -> list[fl
     return [len(labels) / (len(counts) * counts[c]) if counts[c] else 1.0 for c in classes]
 
 
-class FineTunedTransformer:
+class FineTunedTransformer(TopLayersTrained):
     """AutoModelForSequenceClassification on the packaged all-MiniLM-L6-v2 weights."""
 
-    multithreaded = True  # torch inference uses every core; scoring needs no worker processes
 
     class Params(BaseModel):
         model_config = ConfigDict(extra="forbid")
@@ -96,9 +95,6 @@ class FineTunedTransformer:
         self._scorer = inference_model(self._model, p.quantize)
         return self
 
-    def _frozen_layers(self) -> int:
-        return self._model.config.num_hidden_layers - self.params.trainable_layers
-
     def _logits(self, texts: Sequence[str]) -> torch.Tensor:
         """Logits through the trainable layers and the head, on top of the cached frozen prefix
         (the same computation as BertForSequenceClassification.forward)."""
@@ -123,13 +119,6 @@ class FineTunedTransformer:
                 proba[idx] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
                 advance(len(idx))
         return proba
-
-    def predict(self, texts: Sequence[str]) -> list[str]:
-        return predict_from_proba(self.predict_proba(texts), self.classes)
-
-    def set_quantized(self, on: bool) -> None:
-        self.params.quantize = on
-        self._scorer = inference_model(self._model, on)
 
     def save(self, folder: Path) -> None:
         folder = Path(folder)

@@ -18,9 +18,9 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from transformers import AutoModel, AutoTokenizer
 
-from pipeline.models import predict_from_proba
 from pipeline.models.embed_lr import LogRegHead
-from pipeline.models.encoder import (FrozenPrefix, device, freeze_lower_layers, frozen_prefix, inference_model,
+from pipeline.models.encoder import (FrozenPrefix, TopLayersTrained, device, freeze_lower_layers, frozen_prefix,
+                                     inference_model,
                                      length_batches, mean_pool, optimizer_and_schedule, packaged_model_dir, progress,
                                      sentence_embeddings, setup_torch, training_batches, upper_layers)
 
@@ -43,10 +43,9 @@ def contrastive_pairs(labels: Sequence[str], num_iterations: int, rng: np.random
     return pairs
 
 
-class SetFitClassifier:
+class SetFitClassifier(TopLayersTrained):
     """Few-shot champion candidate: a fine-tuned sentence encoder plus a logistic regression."""
 
-    multithreaded = True  # torch inference uses every core; scoring needs no worker processes
 
     class Params(BaseModel):
         model_config = ConfigDict(extra="forbid")
@@ -114,9 +113,6 @@ class SetFitClassifier:
         for param in model.parameters():
             param.requires_grad_(False)
 
-    def _frozen_layers(self) -> int:
-        return self._model.config.num_hidden_layers - self.params.trainable_layers
-
     def _pooled(self, texts: Sequence[str]) -> torch.Tensor:
         """Sentence embeddings through the trainable layers only, on top of the cached frozen prefix."""
         hidden, mask = self._prefix.hidden(texts)
@@ -137,13 +133,6 @@ class SetFitClassifier:
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         return self._head.predict_proba(self._embed(texts))
-
-    def predict(self, texts: Sequence[str]) -> list[str]:
-        return predict_from_proba(self.predict_proba(texts), self.classes)
-
-    def set_quantized(self, on: bool) -> None:
-        self.params.quantize = on
-        self._scorer = inference_model(self._model, on)
 
     def save(self, folder: Path) -> None:
         folder = Path(folder)
