@@ -87,7 +87,7 @@ def train(
     frame = load_frame(resolve(params.dataset.out_dir))
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=console) as progress:
-        bar = progress.add_task(f"cross-validating {family}", total=train_stage.cv_steps(frame, schema, params))
+        bar = progress.add_task(f"cross-validating {family}", total=train_stage.cv_steps(frame, schema, family, params))
         result = train_stage.evaluate_and_fit(frame, schema, family, params, lambda: progress.advance(bar))
     root = resolve(".")
     model_dir = root / "models" / family
@@ -121,9 +121,10 @@ def register() -> None:
         best = register_stage.select_best(candidates, metric)
     except ValueError as err:
         _fail(err)
-    decision = register_stage.register(runs[best], metric, params.registry.model_name, params.registry.alias,
-                                       candidates)
     summary = json.loads((resolve(params.dataset.card).parent / "dataset_summary.json").read_text(encoding="utf-8"))
+    evaluation = register_stage.evaluation_key(summary, params.evaluate.model_dump())
+    decision = register_stage.register(runs[best], metric, params.registry.model_name, params.registry.alias,
+                                       candidates, evaluation)
     card = register_stage.model_card(decision, candidates, load_schema(), summary, params.evaluate.model_dump())
     register_stage.write_outputs(decision, card, root / "metrics" / "champion.json", root / "MODEL_CARD.md")
     console.print(decision["reason"])

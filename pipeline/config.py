@@ -28,6 +28,7 @@ class IngestParams(_Strict):
     raw_dir: str = "data/raw"
     paragraphs: str = "data/paragraphs.parquet"
     min_words: int = Field(12, ge=1, description="shorter blocks are never body paragraphs")
+    authored_dir: str = Field("authored", description="pages under raw_dir/<this>/ were written by the team")
     topic_groups: dict[str, list[str]] = Field(
         default_factory=dict,
         description="an article is on-topic when it mentions a term of every group",
@@ -51,6 +52,10 @@ class EvaluateParams(_Strict):
     n_bootstrap: int = Field(1000, ge=100)
     confidence: float = Field(0.95, gt=0, lt=1)
     calibration_bins: int = Field(10, ge=2)
+    test_on: list[str] = Field(["scraped"], min_length=1,
+                               description="origins that form test folds; other text is always in training")
+    learning_curve: list[float] = Field([0.0, 0.25, 0.5, 1.0], description="shares of the authored articles")
+    learning_curve_families: list[str] = Field(default_factory=list, description="families that draw one")
 
 
 class RegisterParams(_Strict):

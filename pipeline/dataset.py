@@ -24,11 +24,13 @@ def build_frame(paragraphs: pd.DataFrame, gold: dict[tuple[str, str], str], sche
     labelled_ids = {pid for pid, _ in gold}
     frame = paragraphs[paragraphs["paragraph_id"].isin(labelled_ids)].copy()
     frame["article"] = frame["source"] + "#" + frame["article_index"].astype(str)
+    if "origin" not in frame:  # a paragraphs table from before origins were recorded: all real pages
+        frame["origin"] = "scraped"
     for task in schema.task_names:
         names = schema.labels(task)
         frame[task] = [names.index(gold[(pid, task)]) if (pid, task) in gold else MISSING
                        for pid in frame["paragraph_id"]]
-    columns = ["paragraph_id", "source", "article", "on_topic", "text", *schema.task_names]
+    columns = ["paragraph_id", "source", "origin", "article", "on_topic", "text", *schema.task_names]
     return frame[columns].sort_values("paragraph_id").reset_index(drop=True)
 
 
@@ -36,12 +38,18 @@ def to_hf_dataset(frame: pd.DataFrame, schema: LabelSchema) -> datasets.Dataset:
     features = datasets.Features({
         "paragraph_id": datasets.Value("string"),
         "source": datasets.Value("string"),
+        "origin": datasets.Value("string"),
         "article": datasets.Value("string"),
         "on_topic": datasets.Value("bool"),
         "text": datasets.Value("string"),
         **{task: datasets.ClassLabel(names=schema.labels(task)) for task in schema.task_names},
     })
     return datasets.Dataset.from_pandas(frame, features=features, preserve_index=False)
+
+
+def class_counts(frame: pd.DataFrame, schema: LabelSchema) -> dict[str, dict[str, int]]:
+    return {task: {name: int((frame[task] == i).sum()) for i, name in enumerate(schema.labels(task))}
+            for task in schema.task_names}
 
 
 def summarize(frame: pd.DataFrame, annotations, adjudications, schema: LabelSchema) -> dict:
@@ -53,9 +61,11 @@ def summarize(frame: pd.DataFrame, annotations, adjudications, schema: LabelSche
         "articles": int(frame["article"].nunique()),
         "annotators": sorted({a.annotator for a in annotations}),
         "annotations": len(annotations),
-        "class_counts": {
-            task: {name: int((frame[task] == i).sum()) for i, name in enumerate(schema.labels(task))}
-            for task in schema.task_names
+        "class_counts": class_counts(frame, schema),
+        "by_origin": {
+            origin: {"paragraphs": int(len(part)), "articles": int(part["article"].nunique()),
+                     "class_counts": class_counts(part, schema)}
+            for origin, part in frame.groupby("origin", sort=True)
         },
         "agreement": agreement(annotations, schema),
         "disagreements": len(disagreements),
@@ -78,9 +88,18 @@ def dataset_card(summary: dict, schema: LabelSchema) -> str:
         "## Class counts",
         "",
     ]
+    origins = list(summary["by_origin"])
     for task, counts in summary["class_counts"].items():
-        lines += [f"**{task}** — {schema.tasks[task].question}", "", "| class | paragraphs |", "|---|---|"]
-        lines += [f"| {name} | {n} |" for name, n in counts.items()] + [""]
+        lines += [f"**{task}** — {schema.tasks[task].question}", "",
+                  "| class | paragraphs | " + " | ".join(origins) + " |", "|---|---|" + "---|" * len(origins)]
+        lines += [f"| {name} | {n} | " + " | ".join(str(summary["by_origin"][o]["class_counts"][task][name])
+                                                   for o in origins) + " |"
+                  for name, n in counts.items()] + [""]
+    lines += ["## By origin", "",
+              "`scraped`: real pages. `authored`: articles the team wrote from its own knowledge in the voices of the",
+              "outlets analysts score (see labels/ANNOTATION_LOG.md); evaluation tests on scraped paragraphs only.", "",
+              "| origin | paragraphs | articles |", "|---|---|---|"]
+    lines += [f"| {o} | {v['paragraphs']} | {v['articles']} |" for o, v in summary["by_origin"].items()] + [""]
     lines += ["## Inter-annotator agreement", "",
               "| task | items with 2+ annotators | % agreement | Krippendorff's alpha | Cohen's kappa (pair: kappa, n) |",
               "|---|---|---|---|---|"]

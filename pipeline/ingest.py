@@ -15,7 +15,8 @@ from pipeline.config import ConfigError, IngestParams
 from pipeline.segment import html_to_text, is_on_topic, normalise, segment_text
 
 DOCUMENT_SUFFIXES = (".txt", ".md", ".html", ".htm")
-COLUMNS = ["paragraph_id", "source", "article_index", "paragraph_index", "title", "on_topic", "text"]
+COLUMNS = ["paragraph_id", "source", "origin", "article_index", "paragraph_index", "title", "on_topic", "text"]
+ORIGINS = ("scraped", "authored")
 
 
 def paragraph_id(source: str, text: str) -> str:
@@ -24,8 +25,15 @@ def paragraph_id(source: str, text: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()[:16]
 
 
+def origin_of(source: str, params: IngestParams) -> str:
+    """`authored` for pages the team wrote (under raw_dir/<authored_dir>/), `scraped` for real pages.
+
+    Kept per paragraph so evaluation can test on real text only and cards can break counts down."""
+    return "authored" if source.split("/", 1)[0] == params.authored_dir else "scraped"
+
+
 def paragraph_records(source: str, text: str, params: IngestParams) -> list[dict]:
-    """Segment one page into paragraph rows (the pure core of ingest; scoring uses it too)."""
+    """Segment one page into paragraph rows (the pure core of ingest)."""
     rows: list[dict] = []
     seen: set[str] = set()
     for article_index, article in enumerate(segment_text(text, min_words=params.min_words)):
@@ -35,7 +43,8 @@ def paragraph_records(source: str, text: str, params: IngestParams) -> list[dict
             if pid in seen:  # the same paragraph twice on one page (syndication, repeated blocks)
                 continue
             seen.add(pid)
-            rows.append({"paragraph_id": pid, "source": source, "article_index": article_index,
+            rows.append({"paragraph_id": pid, "source": source, "origin": origin_of(source, params),
+                         "article_index": article_index,
                          "paragraph_index": paragraph_index, "title": article.title,
                          "on_topic": on_topic, "text": paragraph})
     return rows

@@ -22,11 +22,12 @@ from pipeline.schema import LabelSchema
 
 class StanceModel:
     def __init__(self, schema: LabelSchema, family: str, classifiers: dict[str, TextClassifier],
-                 temperatures: dict[str, float] | None = None):
+                 temperatures: dict[str, float] | None = None, provenance: dict[str, Any] | None = None):
         self.schema = schema
         self.family = family
         self.classifiers = classifiers
         self.temperatures = temperatures or {task: 1.0 for task in classifiers}
+        self.provenance = provenance or {}  # what it was trained on (paragraphs by origin, labels by task)
 
     @classmethod
     def fit(cls, schema: LabelSchema, family: str, hyperparams: dict[str, Any], seed: int,
@@ -69,7 +70,8 @@ class StanceModel:
         (folder / "schema.yaml").write_text(
             yaml.safe_dump(self.schema.model_dump(exclude_none=True), sort_keys=False, allow_unicode=True),
             encoding="utf-8")
-        meta = {"family": self.family, "tasks": list(self.classifiers), "temperatures": self.temperatures}
+        meta = {"family": self.family, "tasks": list(self.classifiers), "temperatures": self.temperatures,
+                "provenance": self.provenance}
         (folder / "stance_model.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
         for task, clf in self.classifiers.items():
             clf.save(folder / "tasks" / task)
@@ -81,4 +83,4 @@ class StanceModel:
         schema = LabelSchema.model_validate(yaml.safe_load((folder / "schema.yaml").read_text(encoding="utf-8")))
         family = family_class(meta["family"])
         classifiers = {task: family.load(folder / "tasks" / task) for task in meta["tasks"]}
-        return cls(schema, meta["family"], classifiers, meta["temperatures"])
+        return cls(schema, meta["family"], classifiers, meta["temperatures"], meta.get("provenance"))

@@ -17,7 +17,8 @@ import numpy as np
 import pandas as pd
 
 from pipeline.config import Params
-from pipeline.evaluate import confusion_rows, cross_validate, n_folds, out_of_fold_frame, summarize
+from pipeline.evaluate import (confusion_rows, cross_validate, headline, learning_curve, n_folds, out_of_fold_frame,
+                               summarize, transfer)
 from pipeline.model import StanceModel
 from pipeline.models import build_classifier, settle_quantization
 from pipeline.schema import LabelSchema
@@ -28,6 +29,7 @@ class TrainResult:
     model: StanceModel
     metrics: dict[str, Any]  # task -> evaluation summary, plus "macro_f1" (mean over tasks) and timings
     confusion: dict[str, list[dict]]  # task -> rows for DVC's confusion plot
+    learning_curves: dict[str, list[dict]]  # task -> (fraction, train_labels, macro_f1) points
     out_of_fold: pd.DataFrame  # per (paragraph, task): gold, out-of-fold prediction and scores
 
 
@@ -42,59 +44,96 @@ def distinct_texts(texts: list[str], n: int) -> list[str]:
     return [f"{texts[i % len(texts)]} ({i})" for i in range(n)] if texts else []
 
 
-def cv_steps(frame: pd.DataFrame, schema: LabelSchema, params: Params) -> int:
-    """How many fits cross-validation makes (for the progress bar)."""
+def testable_rows(rows: pd.DataFrame, test_on: list[str]) -> np.ndarray:
+    """Which rows may form test folds: real text (`evaluate.test_on` origins). A dataset with no such
+    rows (or no origin column) is tested on every row."""
+    origin = rows["origin"] if "origin" in rows else pd.Series("scraped", index=rows.index)
+    testable = origin.isin(test_on).to_numpy()
+    return testable if testable.any() else np.ones(len(rows), dtype=bool)
+
+
+def cv_steps(frame: pd.DataFrame, schema: LabelSchema, family: str, params: Params) -> int:
+    """How many fits evaluation makes (for the progress bar)."""
+    e = params.evaluate
+    curve = len(e.learning_curve) if family in e.learning_curve_families else 0
     total = 0
     for task in schema.task_names:
         rows = frame[frame[task] >= 0]
-        total += n_folds(rows[task].to_numpy(), rows["article"].to_numpy(), params.evaluate.n_splits)
-    return total * params.evaluate.n_repeats
+        testable = testable_rows(rows, e.test_on)
+        folds = n_folds(rows[task].to_numpy()[testable], rows["article"].to_numpy()[testable], e.n_splits)
+        total += folds * (e.n_repeats + curve)
+    return total
 
 
 def evaluate_and_fit(frame: pd.DataFrame, schema: LabelSchema, family: str, params: Params,
                      on_fold: Callable[[], None] | None = None) -> TrainResult:
-    """Grouped repeated CV per task, then a final fit on every label with CV-fitted temperatures."""
+    """Per task: the headline CV on real text (authored text always in training), the transfer score
+    (authored only -> real), optionally a learning curve; then a final fit on every label with
+    CV-fitted temperatures."""
     hyperparams = params.models.get(family, {})
+    e = params.evaluate
     metrics: dict[str, Any] = {}
     confusion: dict[str, list[dict]] = {}
+    curves: dict[str, list[dict]] = {}
     data: dict[str, tuple[list[str], list[str]]] = {}
     out_of_fold = []
-    cv_start = time.perf_counter()
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
     for task in schema.task_names:
         rows = frame[frame[task] >= 0]
         classes = schema.labels(task)
-        y = rows[task].to_numpy()
-        cv = cross_validate(lambda: build_classifier(family, hyperparams, classes, params.seed),
-                            rows["text"].tolist(), y, rows["article"].to_numpy(), classes,
-                            params.evaluate.n_splits, params.evaluate.n_repeats, params.seed, on_fold)
-        e = params.evaluate
-        metrics[task] = summarize(cv, e.n_bootstrap, e.confidence, e.calibration_bins, params.seed)
-        confusion[task] = confusion_rows(cv, rows["paragraph_id"].tolist())
-        out_of_fold.append(out_of_fold_frame(cv, rows, task, metrics[task]["temperature_used"]))
-        data[task] = (rows["text"].tolist(), [classes[i] for i in y])
-    cv_seconds = time.perf_counter() - cv_start
+        y, groups, texts = rows[task].to_numpy(), rows["article"].to_numpy(), rows["text"].tolist()
+        testable = testable_rows(rows, e.test_on)
 
-    fit_start = time.perf_counter()
+        def make():
+            return build_classifier(family, hyperparams, classes, params.seed)
+
+        cv = cross_validate(make, texts, y, groups, classes, e.n_splits, e.n_repeats, params.seed, testable, on_fold)
+        metrics[task] = summarize(cv, e.n_bootstrap, e.confidence, e.calibration_bins, params.seed)
+        transferred = transfer(make, texts, y, groups, classes, testable)
+        if transferred is not None:
+            metrics[task]["transfer"] = headline(transferred, e.n_bootstrap, e.confidence, params.seed)
+        if family in e.learning_curve_families and not testable.all():
+            curves[task] = learning_curve(make, texts, y, groups, classes, testable, e.learning_curve,
+                                          e.n_splits, params.seed, on_fold)
+            metrics[task]["learning_curve"] = curves[task]
+        tested = rows[testable]
+        confusion[task] = confusion_rows(cv, tested["paragraph_id"].tolist())
+        out_of_fold.append(out_of_fold_frame(cv, tested, task, metrics[task]["temperature_used"]))
+        data[task] = (texts, [classes[i] for i in y])
+    timings["evaluate_seconds"] = time.perf_counter() - start
+
+    start = time.perf_counter()
     model = StanceModel.fit(schema, family, hyperparams, params.seed, data)
-    fit_seconds = time.perf_counter() - fit_start
+    timings["train_seconds"] = time.perf_counter() - start
     model.temperatures = {task: metrics[task]["temperature_fitted"] if metrics[task]["temperature_used"] else 1.0
                           for task in schema.task_names}
+    model.provenance = training_provenance(frame, schema)
 
     texts = frame["text"].tolist()
     int8 = settle_quantization(model.classifiers, texts)
     timing_texts = distinct_texts(texts, SPEED_SAMPLE)
-    score_start = time.perf_counter()
+    start = time.perf_counter()
     model.predict_proba(timing_texts)
-    score_seconds = time.perf_counter() - score_start
+    score_seconds = time.perf_counter() - start
 
     metrics["macro_f1"] = round(float(np.mean([metrics[t]["macro_f1"] for t in schema.task_names])), 4)
-    metrics["cv_seconds"] = round(cv_seconds, 2)
-    metrics["train_seconds"] = round(fit_seconds, 2)
+    if all("transfer" in metrics[t] for t in schema.task_names):
+        metrics["transfer_macro_f1"] = round(float(np.mean([metrics[t]["transfer"]["macro_f1"]
+                                                            for t in schema.task_names])), 4)
+    metrics.update({k: round(v, 2) for k, v in timings.items()})
     metrics["score_paragraphs_per_second"] = round(len(timing_texts) / max(score_seconds, 1e-9), 1)
     if int8:
         metrics["int8_agreement"] = int8
-    return TrainResult(model=model, metrics=metrics, confusion=confusion,
+    return TrainResult(model=model, metrics=metrics, confusion=confusion, learning_curves=curves,
                        out_of_fold=pd.concat(out_of_fold, ignore_index=True))
+
+
+def training_provenance(frame: pd.DataFrame, schema: LabelSchema) -> dict[str, Any]:
+    """What the model was trained on, by origin: saved with the model and carried into scoring outputs."""
+    origin = frame["origin"] if "origin" in frame else pd.Series("scraped", index=frame.index)
+    return {"paragraphs_by_origin": {str(o): int(n) for o, n in origin.value_counts().sort_index().items()},
+            "labels_by_task": {task: int((frame[task] >= 0).sum()) for task in schema.task_names}}
 
 
 def write_outputs(result: TrainResult, family: str, model_dir: Path, metrics_dir: Path, plots_dir: Path) -> None:
@@ -109,6 +148,9 @@ def write_outputs(result: TrainResult, family: str, model_dir: Path, metrics_dir
     (metrics_dir / f"{family}.json").write_text(json.dumps(scalar, indent=2) + "\n", encoding="utf-8")
     for kind in ("confusion", "reliability"):
         (plots_dir / family / kind).mkdir(parents=True, exist_ok=True)
+    for task, points in result.learning_curves.items():
+        (plots_dir / family / "learning_curve").mkdir(parents=True, exist_ok=True)
+        pd.DataFrame(points).to_csv(plots_dir / family / "learning_curve" / f"{task}.csv", index=False)
     for task, rows in result.confusion.items():
         pd.DataFrame(rows).to_csv(plots_dir / family / "confusion" / f"{task}.csv", index=False)
         pd.DataFrame(result.metrics[task]["reliability"]).to_csv(
@@ -123,13 +165,13 @@ def log_run(result: TrainResult, family: str, params: Params, model_dir: Path, p
 
     mlflow = configure()
     with mlflow.start_run(run_name=f"train-{family}") as run:
+        mlflow.log_dict(result.model.provenance, "training_provenance.json")
         mlflow.set_tags({"family": family, "git_commit": git_commit(), "stage": "train", **data_versions()})
         mlflow.log_params({"family": family, "seed": params.seed,
                            **{f"evaluate.{k}": v for k, v in params.evaluate.model_dump().items()},
                            **{f"model.{k}": v for k, v in params.models.get(family, {}).items()}})
-        flat = {"macro_f1": result.metrics["macro_f1"], "cv_seconds": result.metrics["cv_seconds"],
-                "train_seconds": result.metrics["train_seconds"],
-                "score_paragraphs_per_second": result.metrics["score_paragraphs_per_second"]}
+        flat = {k: result.metrics[k] for k in ("macro_f1", "transfer_macro_f1", "evaluate_seconds", "train_seconds",
+                                               "score_paragraphs_per_second") if k in result.metrics}
         for task in result.model.schema.task_names:
             m = result.metrics[task]
             for key in ("macro_f1", "macro_f1_ci_low", "macro_f1_ci_high", "accuracy", "ece_uncalibrated",
@@ -137,6 +179,8 @@ def log_run(result: TrainResult, family: str, params: Params, model_dir: Path, p
                 flat[f"{task}.{key}"] = m[key]
             for name, scores in m["per_class"].items():
                 flat[f"{task}.{name}.f1"] = scores["f1"]
+            if "transfer" in m:
+                flat[f"{task}.transfer_macro_f1"] = m["transfer"]["macro_f1"]
         mlflow.log_metrics(flat)
         mlflow.log_artifacts(str(plots_dir / family), artifact_path="plots")
         info = log_stance_model(model_dir, sample_texts)

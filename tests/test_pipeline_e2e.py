@@ -58,14 +58,20 @@ def test_alias_moves_only_when_the_new_model_wins(trained):
     client = MlflowClient(tracking_uri=os.environ["MLFLOW_TRACKING_URI"])
     before = client.get_model_version_by_alias("stance-classifier", "champion").version
     run = json.loads((trained / "models" / "tfidf_lr" / "mlflow_run.json").read_text())
+    evaluation = client.get_model_version_by_alias("stance-classifier", "champion").tags["evaluation"]
     worse = dict(run, macro_f1=run["macro_f1"] - 0.1)
-    decision = register(worse, "macro_f1", "stance-classifier", "champion", {"tfidf_lr": {"macro_f1": worse["macro_f1"]}})
+    decision = register(worse, "macro_f1", "stance-classifier", "champion", {"tfidf_lr": {"macro_f1": worse["macro_f1"]}},
+                        evaluation)
     assert not decision["alias_moved"] and "does not beat" in decision["reason"]
     assert client.get_model_version_by_alias("stance-classifier", "champion").version == before
     better = dict(run, macro_f1=run["macro_f1"] + 0.1)
-    decision = register(better, "macro_f1", "stance-classifier", "champion", {"tfidf_lr": {"macro_f1": better["macro_f1"]}})
+    decision = register(better, "macro_f1", "stance-classifier", "champion", {"tfidf_lr": {"macro_f1": better["macro_f1"]}},
+                        evaluation)
     assert decision["alias_moved"]
     assert client.get_model_version_by_alias("stance-classifier", "champion").version != before
+    other = register(worse, "macro_f1", "stance-classifier", "champion", {"tfidf_lr": {"macro_f1": worse["macro_f1"]}},
+                     "another-dataset")
+    assert other["alias_moved"] and "not comparable" in other["reason"]
 
 
 def test_pyfunc_gives_the_same_output_as_the_stance_model(trained):

@@ -13,8 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.config import ConfigError
-
-COLUMNS = ["paragraph_id", "source", "article_index", "paragraph_index", "title", "on_topic", "text"]
+from pipeline.ingest import COLUMNS
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Self, Sequence
 
@@ -12,8 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from sklearn.linear_model import LogisticRegression
 
 from pipeline.models import predict_from_proba
-from pipeline.models.encoder import (FrozenEncoder, frozen_encoder, packaged_fingerprint, packaged_model_dir,
-                                     setup_torch)
+from pipeline.models.encoder import FrozenEncoder, encoder_fingerprint, frozen_encoder, setup_torch
+from pipeline.models.weights import ENCODERS, encoder_dir
 
 
 class LogRegHead:
@@ -53,12 +54,13 @@ class LogRegHead:
 
 
 class EmbedLogReg:
-    """The packaged all-MiniLM-L6-v2 as a frozen feature extractor, a logistic regression on top."""
+    """A packaged sentence encoder (params: `encoder`) as a frozen feature extractor, a logistic regression on top."""
 
     multithreaded = True  # torch inference uses every core; scoring needs no worker processes
 
     class Params(BaseModel):
         model_config = ConfigDict(extra="forbid")
+        encoder: str = Field("minilm", description=f"packaged encoder by name: {', '.join(ENCODERS)}")
         C: float = Field(2.0, gt=0, description="inverse L2 strength of the logistic regression")
         max_length: int = Field(256, ge=8, le=512, description="tokens per paragraph; the rest is cut")
         batch_size: int = Field(32, ge=1)
@@ -74,7 +76,8 @@ class EmbedLogReg:
 
     def _encoder(self) -> FrozenEncoder:
         if self._encoder_dir is None:
-            return frozen_encoder(packaged_model_dir(), packaged_fingerprint(), self.params.quantize)
+            folder = encoder_dir(self.params.encoder)
+            return frozen_encoder(folder, encoder_fingerprint(folder), self.params.quantize)
         return frozen_encoder(self._encoder_dir, self._encoder_key, self.params.quantize)
 
     def _embed(self, texts: Sequence[str]) -> np.ndarray:
@@ -95,13 +98,20 @@ class EmbedLogReg:
         self.params.quantize = on
 
     def save(self, folder: Path) -> None:
-        """Head, settings and a full copy of the encoder, so the folder scores with no package installed."""
+        """Head, settings and a copy of the encoder, so the folder scores with no package installed.
+
+        The encoder goes to `encoders/<fingerprint>` beside the StanceModel's `tasks/` folder, once for
+        all tasks that share it (a 400 MB encoder is not copied per task)."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        self._encoder().save(folder / "encoder")
+        encoder = self._encoder()
+        key = self._encoder_key or encoder_fingerprint(encoder.folder)
+        shared = folder.parent.parent / "encoders" / key
+        if not (shared / "config.json").exists():
+            encoder.save(shared)
         joblib.dump(self._head, folder / "head.joblib")
         meta = {"classes": self.classes, "seed": self.seed, "params": self.params.model_dump(),
-                "encoder_key": self._encoder_key or packaged_fingerprint()}
+                "encoder_key": key, "encoder_dir": os.path.relpath(shared, folder)}
         (folder / "embed_lr.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
 
     @classmethod
@@ -109,6 +119,6 @@ class EmbedLogReg:
         folder = Path(folder)
         meta = json.loads((folder / "embed_lr.json").read_text(encoding="utf-8"))
         clf = cls(cls.Params(**meta["params"]), meta["classes"], meta["seed"])
-        clf._encoder_dir, clf._encoder_key = folder / "encoder", meta["encoder_key"]
+        clf._encoder_dir, clf._encoder_key = (folder / meta["encoder_dir"]).resolve(), meta["encoder_key"]
         clf._head = joblib.load(folder / "head.joblib")
         return clf

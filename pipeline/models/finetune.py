@@ -17,9 +17,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
+from pipeline.models.weights import ENCODERS, encoder_dir
 from pipeline.models.encoder import (FrozenPrefix, TopLayersTrained, device, freeze_lower_layers, frozen_prefix,
                                      inference_model,
-                                     length_batches, optimizer_and_schedule, packaged_model_dir, progress,
+                                     length_batches, optimizer_and_schedule, progress,
                                      setup_torch, tokenize, training_batches, upper_layers)
 
 
@@ -35,6 +36,7 @@ class FineTunedTransformer(TopLayersTrained):
 
     class Params(BaseModel):
         model_config = ConfigDict(extra="forbid")
+        encoder: str = Field("minilm", description=f"packaged encoder by name: {', '.join(ENCODERS)}")
         epochs: int = Field(4, ge=1)
         batch_size: int = Field(16, ge=1)
         learning_rate: float = Field(1e-4, gt=0)
@@ -61,18 +63,18 @@ class FineTunedTransformer(TopLayersTrained):
         if unknown:
             raise ValueError(f"labels {unknown} are not classes of this task ({', '.join(self.classes)})")
         setup_torch(self.seed)  # also fixes the random init of the classification head
-        self._tokenizer = AutoTokenizer.from_pretrained(packaged_model_dir())
+        self._tokenizer = AutoTokenizer.from_pretrained(encoder_dir(p.encoder))
         verbosity = hf_logging.get_verbosity()
         hf_logging.set_verbosity_error()  # "newly initialized classifier weights" is the point here
         try:
             self._model = AutoModelForSequenceClassification.from_pretrained(
-                packaged_model_dir(), num_labels=len(self.classes),
+                encoder_dir(p.encoder), num_labels=len(self.classes),
                 id2label=dict(enumerate(self.classes)), label2id={c: i for i, c in enumerate(self.classes)},
             ).to(on)
         finally:
             hf_logging.set_verbosity(verbosity)
         freeze_lower_layers(self._model, p.trainable_layers)
-        self._prefix = frozen_prefix(self._frozen_layers(), p.max_length, p.eval_batch_size)
+        self._prefix = frozen_prefix(encoder_dir(p.encoder), self._frozen_layers(), p.max_length, p.eval_batch_size)
         targets = torch.tensor([self.classes.index(label) for label in labels], device=on)
         loss_fn = torch.nn.CrossEntropyLoss(weight=torch.tensor(balanced_class_weights(labels, self.classes),
                                                                 dtype=torch.float32, device=on))
@@ -96,11 +98,14 @@ class FineTunedTransformer(TopLayersTrained):
         return self
 
     def _logits(self, texts: Sequence[str]) -> torch.Tensor:
-        """Logits through the trainable layers and the head, on top of the cached frozen prefix
-        (the same computation as BertForSequenceClassification.forward)."""
+        """Logits through the trainable layers and the head, on top of the cached frozen prefix (the same
+        computation as the model's own forward: BERT pools then classifies, MPNet's head takes token 0 itself)."""
         hidden, mask = self._prefix.hidden(texts)
-        hidden = upper_layers(self._model.base_model, hidden, mask, self._frozen_layers())
-        return self._model.classifier(self._model.dropout(self._model.base_model.pooler(hidden)))
+        base = self._model.base_model
+        hidden = upper_layers(base, hidden, mask, self._frozen_layers())
+        if getattr(base, "pooler", None) is None:
+            return self._model.classifier(hidden)
+        return self._model.classifier(self._model.dropout(base.pooler(hidden)))
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         """Softmax over every schema class; a class unseen in training keeps a small learned probability.

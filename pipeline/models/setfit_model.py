@@ -19,9 +19,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from transformers import AutoModel, AutoTokenizer
 
 from pipeline.models.embed_lr import LogRegHead
+from pipeline.models.weights import ENCODERS, encoder_dir
 from pipeline.models.encoder import (FrozenPrefix, TopLayersTrained, device, freeze_lower_layers, frozen_prefix,
                                      inference_model,
-                                     length_batches, mean_pool, optimizer_and_schedule, packaged_model_dir, progress,
+                                     length_batches, mean_pool, optimizer_and_schedule, progress,
                                      sentence_embeddings, setup_torch, training_batches, upper_layers)
 
 
@@ -49,6 +50,7 @@ class SetFitClassifier(TopLayersTrained):
 
     class Params(BaseModel):
         model_config = ConfigDict(extra="forbid")
+        encoder: str = Field("minilm", description=f"packaged encoder by name: {', '.join(ENCODERS)}")
         num_iterations: int = Field(1, ge=1, description="pair-sampling rounds (each: 2 pairs per example)")
         epochs: int = Field(1, ge=1)
         batch_size: int = Field(16, ge=1, description="pairs per optimiser step")
@@ -74,10 +76,10 @@ class SetFitClassifier(TopLayersTrained):
     def fit(self, texts: Sequence[str], labels: Sequence[str]) -> Self:
         texts, labels, p = list(texts), list(labels), self.params
         setup_torch(self.seed)
-        self._tokenizer = AutoTokenizer.from_pretrained(packaged_model_dir())
-        self._model = AutoModel.from_pretrained(packaged_model_dir()).to(device())
+        self._tokenizer = AutoTokenizer.from_pretrained(encoder_dir(p.encoder))
+        self._model = AutoModel.from_pretrained(encoder_dir(p.encoder)).to(device())
         freeze_lower_layers(self._model, p.trainable_layers)
-        self._prefix = frozen_prefix(self._frozen_layers(), p.max_length, p.eval_batch_size)
+        self._prefix = frozen_prefix(encoder_dir(p.encoder), self._frozen_layers(), p.max_length, p.eval_batch_size)
         pairs = contrastive_pairs(labels, p.num_iterations, np.random.default_rng(self.seed))
         if pairs:
             self._train_encoder(texts, pairs)
