@@ -49,6 +49,8 @@ class DatasetParams(_Strict):
 class EvaluateParams(_Strict):
     n_splits: int = Field(5, ge=2)
     n_repeats: int = Field(3, ge=1)
+    n_repeats_by_family: dict[str, int] = Field(
+        default_factory=dict, description="fewer repeats for families whose every fit costs minutes")
     n_bootstrap: int = Field(1000, ge=100)
     confidence: float = Field(0.95, gt=0, lt=1)
     calibration_bins: int = Field(10, ge=2)
@@ -56,6 +58,10 @@ class EvaluateParams(_Strict):
                                description="origins that form test folds; other text is always in training")
     learning_curve: list[float] = Field([0.0, 0.25, 0.5, 1.0], description="shares of the authored articles")
     learning_curve_families: list[str] = Field(default_factory=list, description="families that draw one")
+
+
+    def repeats(self, family: str) -> int:
+        return self.n_repeats_by_family.get(family, self.n_repeats)
 
 
 class RegisterParams(_Strict):

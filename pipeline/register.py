@@ -126,7 +126,8 @@ def model_card(decision: dict[str, Any], candidates: dict[str, dict[str, Any]], 
            + ")" if origins else "")
         + ". Class counts and inter-annotator agreement: data/DATASET_CARD.md.",
         f"- **Headline (selects the champion)**: macro-F1 on `{tested}` paragraphs only, by {e['n_repeats']} x "
-        f"repeated stratified {e['n_splits']}-fold cross-validation **grouped by article**, where only `{tested}` "
+        + "".join(f"({f}: {n} x) " for f, n in e["n_repeats_by_family"].items())
+        + f"repeated stratified {e['n_splits']}-fold cross-validation **grouped by article**, where only `{tested}` "
         "articles form test folds and every other article (text the team wrote) is always in training.",
         f"- **Transfer**: train on the other origins only, test once on every `{tested}` paragraph.",
         f"- Every macro-F1 has a {conf}% percentile bootstrap interval over **articles** "

@@ -61,7 +61,7 @@ def cv_steps(frame: pd.DataFrame, schema: LabelSchema, family: str, params: Para
         rows = frame[frame[task] >= 0]
         testable = testable_rows(rows, e.test_on)
         folds = n_folds(rows[task].to_numpy()[testable], rows["article"].to_numpy()[testable], e.n_splits)
-        total += folds * (e.n_repeats + curve)
+        total += folds * (e.repeats(family) + curve)
     return total
 
 
@@ -88,7 +88,8 @@ def evaluate_and_fit(frame: pd.DataFrame, schema: LabelSchema, family: str, para
         def make():
             return build_classifier(family, hyperparams, classes, params.seed)
 
-        cv = cross_validate(make, texts, y, groups, classes, e.n_splits, e.n_repeats, params.seed, testable, on_fold)
+        cv = cross_validate(make, texts, y, groups, classes, e.n_splits, e.repeats(family), params.seed, testable,
+                            on_fold)
         metrics[task] = summarize(cv, e.n_bootstrap, e.confidence, e.calibration_bins, params.seed)
         transferred = transfer(make, texts, y, groups, classes, testable)
         if transferred is not None:

