@@ -6,6 +6,10 @@ page keeps them in sessionStorage only. No endpoint takes a path: the app reads 
 schema, guidelines and paragraphs named in params.yaml and writes only through the
 label store. A strict Content-Security-Policy (no inline script) backs up the page's
 rule of rendering data with textContent only.
+
+Untrusted input is handled in this order: a body over 64 KB is refused with 413 before it
+is read (by its Content-Length, or while it streams in), then the caller is authenticated,
+and only then is the body read and validated. Error messages never repeat the input.
 """
 
 from __future__ import annotations
@@ -14,9 +18,10 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Request
-from fastapi.responses import FileResponse, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from rich.console import Console
 
 from pipeline.annotate.project import Project
@@ -32,6 +37,54 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
 }
+MAX_BODY_BYTES = 64 * 1024  # a label with a 4000-character note and rationale is well under this
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class BodySizeLimit:
+    """ASGI middleware: 413 for a body over `limit` bytes, judged by Content-Length before reading
+    anything, and by counting for a body sent without one."""
+
+    def __init__(self, app, limit: int = MAX_BODY_BYTES):
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.limit):
+            return await self._refuse(scope, receive, send)
+        received = 0
+        started = False
+
+        async def counting_receive():
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    raise _BodyTooLarge
+            return message
+
+        async def tracking_send(message):
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, tracking_send)
+        except _BodyTooLarge:
+            if not started:
+                await self._refuse(scope, receive, send)
+
+    async def _refuse(self, scope, receive, send):
+        response = JSONResponse({"detail": f"request body over {self.limit // 1024} KB"}, 413,
+                                {**SECURITY_HEADERS, "Connection": "close"})
+        await response(scope, receive, send)
 
 
 class LabelIn(BaseModel):
@@ -48,6 +101,23 @@ class SkipIn(BaseModel):
     paragraph_id: str = Field(min_length=1, max_length=200)
 
 
+def validation_message(errors: list[dict]) -> str:
+    """'field 'x': what is wrong' per error, without the offending value (pydantic's `input`)."""
+    return "; ".join(f"field '{'.'.join(str(part)[:40] for part in e['loc'] if part != 'body') or 'body'}': {e['msg']}"
+                     for e in errors[:10])
+
+
+def json_body(model: type[BaseModel]):
+    """A dependency reading the body as `model`. Declared after the `annotator` dependency,
+    so the body of an unauthenticated request is never read."""
+    async def parse(request: Request) -> BaseModel:
+        try:
+            return model.model_validate_json(await request.body())
+        except ValidationError as err:
+            raise HTTPException(422, validation_message(err.errors(include_url=False, include_input=False))) from None
+    return parse
+
+
 def create_app(project: Project, options: QueueOptions, cache: UncertaintyCache) -> FastAPI:
     console = Console(stderr=True)
 
@@ -57,7 +127,8 @@ def create_app(project: Project, options: QueueOptions, cache: UncertaintyCache)
         if project.pool.path.exists():
             cache.scores(project.pool.current().frame)  # warm the champion's scores before the first request
         console.print(f"[green]label store[/green] {project.store.db_path} -> {project.store.annotations_path}")
-        yield
+        with project.store.background_mirror():
+            yield
 
     app = FastAPI(title="stance annotate", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
 
@@ -66,6 +137,12 @@ def create_app(project: Project, options: QueueOptions, cache: UncertaintyCache)
         response = await call_next(request)
         response.headers.update(SECURITY_HEADERS)
         return response
+
+    app.add_middleware(BodySizeLimit)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, err: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": validation_message(err.errors())}, 422)
 
     def annotator(x_annotator: str = Header(""), authorization: str = Header("")) -> str:
         scheme, _, token = authorization.partition(" ")
@@ -103,19 +180,20 @@ def create_app(project: Project, options: QueueOptions, cache: UncertaintyCache)
             raise HTTPException(503, str(err)) from None
 
     @app.post("/api/labels")
-    def save_label(body: LabelIn, name: str = Depends(annotator)) -> dict:
+    def save_label(name: str = Depends(annotator), body: LabelIn = Depends(json_body(LabelIn))) -> dict:
         if not project.pool.current().has(body.paragraph_id):
-            raise HTTPException(404, f"unknown paragraph id '{body.paragraph_id}'")
-        if problem := project.schema.check(body.task, body.label):
-            raise HTTPException(422, problem)
+            raise HTTPException(404, "unknown paragraph id")
+        if project.schema.check(body.task, body.label):
+            field = "task" if body.task not in project.schema.tasks else "label"
+            raise HTTPException(422, f"field '{field}': not in the label schema")
         project.store.save(Annotation(paragraph_id=body.paragraph_id, task=body.task, label=body.label,
                                       annotator=name, rationale=body.rationale.strip(), note=body.note.strip()))
         return {"saved": True, "paragraph_id": body.paragraph_id, "task": body.task, "label": body.label}
 
     @app.post("/api/skip")
-    def skip(body: SkipIn, name: str = Depends(annotator)) -> dict:
+    def skip(name: str = Depends(annotator), body: SkipIn = Depends(json_body(SkipIn))) -> dict:
         if not project.pool.current().has(body.paragraph_id):
-            raise HTTPException(404, f"unknown paragraph id '{body.paragraph_id}'")
+            raise HTTPException(404, "unknown paragraph id")
         project.store.skip(name, body.paragraph_id)
         return {"skipped": body.paragraph_id}
 
