@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Iterable
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
@@ -40,51 +41,22 @@ SECURITY_HEADERS = {
 MAX_BODY_BYTES = 64 * 1024  # a label with a 4000-character note and rationale is well under this
 
 
-class _BodyTooLarge(Exception):
-    pass
+TOO_LARGE = f"request body over {MAX_BODY_BYTES // 1024} KB"
 
 
-class BodySizeLimit:
-    """ASGI middleware: 413 for a body over `limit` bytes, judged by Content-Length before reading
-    anything, and by counting for a body sent without one."""
+class ContentLengthLimit:
+    """ASGI middleware: 413 for a declared Content-Length over the limit, before anything is read.
+    A body sent without one is counted as it is read (`json_body`)."""
 
-    def __init__(self, app, limit: int = MAX_BODY_BYTES):
+    def __init__(self, app):
         self.app = app
-        self.limit = limit
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        length = dict(scope["headers"]).get(b"content-length")
-        if length is not None and (not length.isdigit() or int(length) > self.limit):
-            return await self._refuse(scope, receive, send)
-        received = 0
-        started = False
-
-        async def counting_receive():
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.limit:
-                    raise _BodyTooLarge
-            return message
-
-        async def tracking_send(message):
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, counting_receive, tracking_send)
-        except _BodyTooLarge:
-            if not started:
-                await self._refuse(scope, receive, send)
-
-    async def _refuse(self, scope, receive, send):
-        response = JSONResponse({"detail": f"request body over {self.limit // 1024} KB"}, 413,
-                                {**SECURITY_HEADERS, "Connection": "close"})
-        await response(scope, receive, send)
+        length = dict(scope["headers"]).get(b"content-length") if scope["type"] == "http" else None
+        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
+            response = JSONResponse({"detail": TOO_LARGE}, 413, {**SECURITY_HEADERS, "Connection": "close"})
+            return await response(scope, receive, send)
+        return await self.app(scope, receive, send)
 
 
 class LabelIn(BaseModel):
@@ -101,20 +73,30 @@ class SkipIn(BaseModel):
     paragraph_id: str = Field(min_length=1, max_length=200)
 
 
-def validation_message(errors: list[dict]) -> str:
-    """'field 'x': what is wrong' per error, without the offending value (pydantic's `input`)."""
-    return "; ".join(f"field '{'.'.join(str(part)[:40] for part in e['loc'] if part != 'body') or 'body'}': {e['msg']}"
-                     for e in errors[:10])
+def validation_message(errors: list[dict], fields: Iterable[str] = ()) -> str:
+    """'field 'x': what is wrong' per error, naming only the model's own fields and never
+    repeating the offending value (pydantic's `input`) or an unknown key."""
+    known = set(fields)
+    where = [next((str(part) for part in e["loc"] if part in known), "body") for e in errors]
+    return "; ".join(f"field '{name}': {e['msg']}" if name != "body" or e["type"] != "extra_forbidden"
+                     else f"unknown field (allowed: {', '.join(sorted(known))})"
+                     for name, e in zip(where, errors[:10]))
 
 
 def json_body(model: type[BaseModel]):
     """A dependency reading the body as `model`. Declared after the `annotator` dependency,
     so the body of an unauthenticated request is never read."""
     async def parse(request: Request) -> BaseModel:
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_BODY_BYTES:
+                raise HTTPException(413, TOO_LARGE, {"Connection": "close"})
         try:
-            return model.model_validate_json(await request.body())
+            return model.model_validate_json(bytes(body))
         except ValidationError as err:
-            raise HTTPException(422, validation_message(err.errors(include_url=False, include_input=False))) from None
+            raise HTTPException(422, validation_message(err.errors(include_url=False, include_input=False),
+                                                        model.model_fields)) from None
     return parse
 
 
@@ -138,7 +120,7 @@ def create_app(project: Project, options: QueueOptions, cache: UncertaintyCache)
         response.headers.update(SECURITY_HEADERS)
         return response
 
-    app.add_middleware(BodySizeLimit)
+    app.add_middleware(ContentLengthLimit)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, err: RequestValidationError) -> JSONResponse:

@@ -1,0 +1,147 @@
+"""Regression tests for issue 11: bad input, load and untrusted models (one test group per defect)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from pipeline.annotate.quality import confusions
+from pipeline.annotate.store import LabelStore
+from pipeline.labels import Annotation, LabelFileError, agreement, load_annotations
+from pipeline.schema import load_schema
+from test_annotate_support import REPO, Server, add_annotator, make_project, project_env, wait_for_mirror
+
+SCHEMA = load_schema(REPO / "labels" / "schema.yaml")
+TASK = SCHEMA.task_names[0]
+CLASSES = SCHEMA.labels(TASK)
+# every character str.splitlines() splits on besides "\n"
+LINE_SEPARATORS = ["\r", "\r\n", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029"]
+
+
+def store_at(root: Path) -> LabelStore:
+    return LabelStore(root / "labels" / "store.sqlite", root / "labels" / "annotations.jsonl")
+
+
+# --- 1: JSONL splits on "\n" only -------------------------------------------------------------
+
+@pytest.mark.parametrize("separator", LINE_SEPARATORS, ids=[f"U+{ord(s[0]):04X}" for s in LINE_SEPARATORS])
+def test_label_notes_with_any_line_separator_read_back(tmp_path, separator):
+    store = store_at(tmp_path)
+    notes = [f"before{separator}after", f"{separator}", f"a{separator}{separator}b"]
+    for i, note in enumerate(notes):
+        store.save(Annotation(f"p{i}", TASK, CLASSES[0], "al", rationale=f"r{separator}r", note=note))
+    loaded = load_annotations(store.annotations_path, SCHEMA)
+    assert [a.note for a in loaded] == notes and all(a.rationale == f"r{separator}r" for a in loaded)
+
+
+# --- 7: annotator names validated on every path in; no joined keys -----------------------------
+
+def test_store_refuses_invalid_annotator_names(tmp_path):
+    store = store_at(tmp_path)
+    for name in ("<script>alert(1)</script> two words", "a~b", "", "x" * 65):
+        with pytest.raises(ValueError, match="invalid annotator name"):
+            store.save_many([Annotation("p1", TASK, CLASSES[0], name)])
+        with pytest.raises(ValueError, match="invalid annotator name"):
+            store.save(Annotation("p1", TASK, CLASSES[0], name))
+    assert store.labels() == []
+
+
+def test_label_file_with_invalid_annotator_name_names_line_and_field(tmp_path):
+    path = tmp_path / "annotations.jsonl"
+    good = {"paragraph_id": "p1", "task": TASK, "label": CLASSES[0], "annotator": "ann-a", "rationale": ""}
+    path.write_text(json.dumps(good) + "\n" + json.dumps({**good, "annotator": "a~b"}) + "\n")
+    with pytest.raises(LabelFileError) as err:
+        load_annotations(path, SCHEMA)
+    assert err.value.problems == [f"{path}:2: field 'annotator': " + str(err.value.problems[0]).split(": ", 2)[2]]
+    assert "invalid annotator name" in err.value.problems[0]
+
+
+def test_agreement_pairs_are_not_keyed_by_joined_names():
+    names = ["a.b", "a", "b.a@x-1"]
+    labels = [Annotation(f"p{i}", TASK, CLASSES[(i + k) % 2], who)
+              for i in range(6) for k, who in enumerate(names)]
+    pairs = agreement(labels, SCHEMA)[TASK]["pairwise"]
+    assert sorted(tuple(p["annotators"]) for p in pairs) == [("a", "a.b"), ("a", "b.a@x-1"), ("a.b", "b.a@x-1")]
+    assert set(confusions(labels, SCHEMA)[TASK]) == {("a", "a.b"), ("a", "b.a@x-1"), ("a.b", "b.a@x-1")}
+
+
+# --- 5: a save is one commit; the mirror is batched and deterministic ----------------------------
+
+def test_background_mirror_batches_and_ends_identical_to_a_direct_rewrite(tmp_path):
+    batched, direct = store_at(tmp_path / "batched"), store_at(tmp_path / "direct")
+    labels = [Annotation(f"p{i:03d}", TASK, CLASSES[i % 3], who, note="n\u2028" if i % 7 == 0 else "")
+              for i in range(60) for who in ("zoe", "al")]
+    batched.sync_mirror()
+    with batched.background_mirror(min_interval=3600):
+        for lab in labels:
+            batched.save(lab)
+        assert batched.annotations_path.read_text() == ""  # no rewrite per save
+        assert len(batched.labels()) == len(labels)  # yet every save is committed
+    for lab in reversed(labels):
+        direct.save(lab)
+    assert batched.annotations_path.read_bytes() == direct.annotations_path.read_bytes()
+    assert len(load_annotations(batched.annotations_path, SCHEMA)) == len(labels)
+
+
+# --- 1, 4: the real server --------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    root = make_project(tmp_path_factory.mktemp("hardening_http"))
+    token = add_annotator(root, "alice")
+    running = Server(root).start()
+    yield running, {"X-Annotator": "alice", "Authorization": f"Bearer {token}"}
+    running.stop()
+
+
+def test_oversized_bodies_get_413_before_auth_or_parsing(server):
+    running, auth = server
+    url = running.url + "/api/labels"
+    big = b'{"note": "' + b"Z" * (1024 * 1024) + b'"}'
+    for headers in ({}, auth):  # by Content-Length, signed in or not
+        response = httpx.post(url, content=big, headers={**headers, "Content-Type": "application/json"})
+        assert response.status_code == 413 and b"ZZZ" not in response.content
+    # streamed without a Content-Length: counted as it arrives
+    response = httpx.post(url, content=iter([b'{"note": "', b"Z" * 50_000, b"Z" * 50_000, b'"}']),
+                          headers={**auth, "Content-Type": "application/json"})
+    assert response.status_code == 413 and b"ZZZ" not in response.content
+
+
+def test_unauthenticated_body_is_never_read(server):
+    running, _ = server
+    chunks = (b"Z" * 60_000 for _ in range(100))  # 6 MB, streamed: refused before the limit is reached
+    response = httpx.post(running.url + "/api/labels", content=chunks, headers={"Content-Type": "application/json"})
+    assert response.status_code == 401
+
+
+def test_validation_errors_do_not_echo_input(server):
+    running, auth = server
+    url = running.url + "/api/labels"
+    ok = {"paragraph_id": "p01", "task": TASK, "label": CLASSES[0]}
+    for body in ({**ok, "note": "Q" * 5000}, {**ok, "label": "QQQQQQ"}, {**ok, "paragraph_id": "QQQQQQ"},
+                 {**ok, "QQQQQQ": 1}, {**ok, "rationale": ["QQQQQQ"]}):
+        response = httpx.post(url, json=body, headers=auth)
+        assert response.status_code in (404, 422) and b"QQQ" not in response.content, response.text
+    response = httpx.post(url, content=b'{"paragraph_id": "QQQQQQ', headers={**auth, "Content-Type": "application/json"})
+    assert response.status_code == 422 and b"QQQ" not in response.content
+
+
+def test_note_with_u2028_keeps_labels_readable_and_server_restartable(server):
+    running, auth = server
+    body = {"paragraph_id": "p02", "task": TASK, "label": CLASSES[1], "note": "before\u2028after\u0085end"}
+    assert httpx.post(running.url + "/api/labels", json=body, headers=auth).status_code == 200
+    mirror = running.root / "labels" / "annotations.jsonl"
+    assert any("before\u2028after" in line for line in wait_for_mirror(mirror, 1))
+    agreement_run = subprocess.run([sys.executable, "-m", "pipeline.cli", "labels", "agreement"], cwd=running.root,
+                                   env=project_env(running.root), capture_output=True, text=True)
+    assert agreement_run.returncode == 0, agreement_run.stderr
+    running.stop()
+    running.log = open(running.root / f"server-{running.port}.log", "ab")
+    running.start()  # the app starts again on this mirror
+    notes = [a.note for a in load_annotations(mirror, SCHEMA)]
+    assert "before\u2028after\u0085end" in notes
