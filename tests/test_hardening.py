@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import codecs
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import httpx
 import pytest
+from typer.testing import CliRunner
 
 from pipeline.annotate.quality import confusions
+from pipeline.cli import app
 from pipeline.annotate.store import LabelStore
 from pipeline.labels import Annotation, LabelFileError, agreement, load_annotations
 from pipeline.schema import load_schema
+from pipeline.scoring.readers import Document, Problem, ReadOptions, discover, read_sources
+from test_scoring import seed_paragraphs, tiny_model  # noqa: F401 (a fixture)
 from test_annotate_support import REPO, Server, add_annotator, make_project, project_env, wait_for_mirror
 
 SCHEMA = load_schema(REPO / "labels" / "schema.yaml")
@@ -145,3 +151,89 @@ def test_note_with_u2028_keeps_labels_readable_and_server_restartable(server):
     running.start()  # the app starts again on this mirror
     notes = [a.note for a in load_annotations(mirror, SCHEMA)]
     assert "before\u2028after\u0085end" in notes
+
+
+# --- 2, 3, 9a, 9b: scoring inputs -------------------------------------------------------------
+
+def _read(*inputs: str) -> tuple[list[Document], list[Problem]]:
+    items = list(read_sources(discover(list(inputs)), ReadOptions(min_words=3)))
+    return [i for i in items if isinstance(i, Document)], [i for i in items if isinstance(i, Problem)]
+
+
+ARTICLE = "Moscow and Beijing signed a new energy deal, deepening a partnership both sides call unbreakable."
+
+
+def test_bad_url_is_one_skipped_line_and_the_good_rows_are_written(tmp_path, seed_paragraphs):
+    model = tiny_model(tmp_path / "model", seed_paragraphs)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "good.jsonl").write_text("".join(json.dumps({"id": f"g{i}", "text": t}) + "\n"
+                                               for i, t in enumerate(seed_paragraphs[:3])))
+    (folder / "list.urls").write_text("http://127.0.0.1:abc/\n")
+    out = tmp_path / "out.jsonl"
+    result = CliRunner().invoke(app, ["score", str(folder), "--out", str(out), "--model", str(model)])
+    assert result.exit_code == 1, result.output
+    assert "list.urls:1" in result.output and "InvalidURL" in result.output
+    assert [json.loads(line)["id"] for line in out.read_text().split("\n")[:-1]] == ["g0", "g1", "g2"]
+
+
+def test_csv_big_cell_bad_byte_and_unbalanced_quote_cost_one_row_each(tmp_path):
+    big = "word " * 36_000  # 180 KB
+    rows = [b"id,text\r\n", b"a,%s\r\n" % big.encode(), b"b,caf\xe9 au lait is served in Moscow\r\n",
+            b'c,"an unbalanced quote opens here\r\n', b"d,the rows after it are still read\r\n",
+            b'e,"a quoted cell\nover two lines"\r\n', b"f,one,too many\r\n", b"g,last row\r\n"]
+    path = tmp_path / "in.csv"
+    path.write_bytes(b"".join(rows))
+    docs, problems = _read(str(path))
+    assert [d.doc_id for d in docs] == ["a", "d", "e", "g"]
+    assert docs[0].paragraphs[0].text == big.strip() and docs[2].paragraphs[0].text == "a quoted cell\nover two lines"
+    assert [(p.line, p.reason.split(" (")[0]) for p in problems] == [
+        (3, "not valid UTF-8"), (4, "malformed CSV: unbalanced quote"),
+        (8, "malformed row: 3 fields, the header has 2")]
+
+
+def test_unbalanced_quote_at_end_of_file_is_reported(tmp_path):
+    path = tmp_path / "in.csv"
+    path.write_text('id,text\na,fine row of text\nb,"never closed\n')
+    docs, problems = _read(str(path))
+    assert [d.doc_id for d in docs] == ["a"] and [(p.line, p.reason) for p in problems] == [
+        (3, "malformed CSV: unbalanced quote (unexpected end of data)")]
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be", "utf-32", "utf-8-sig"])
+def test_text_file_with_a_byte_order_mark_is_read(tmp_path, encoding):
+    path = tmp_path / "article.txt"
+    data = ARTICLE.encode(encoding)
+    if encoding == "utf-16-be":
+        data = codecs.BOM_UTF16_BE + data
+    path.write_bytes(data)
+    docs, problems = _read(str(path))
+    assert problems == [] and docs[0].paragraphs[0].text == ARTICLE
+
+
+def test_symlink_loops_are_reported(tmp_path):
+    folder = tmp_path / "in"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "ok.txt").write_text(ARTICLE)
+    (folder / "sub" / "up").symlink_to(folder)
+    (folder / "a.txt").symlink_to(folder / "b.txt")
+    (folder / "b.txt").symlink_to(folder / "a.txt")
+    docs, problems = _read(str(folder))
+    assert [d.doc_id for d in docs] == [str(folder / "ok.txt")]
+    assert sorted((Path(p.path).name, p.reason.split(" (")[0]) for p in problems) == [
+        ("a.txt", "symlink loop"), ("b.txt", "symlink loop"), ("up", "symlink loop")]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads any folder")
+def test_unreadable_folder_is_reported(tmp_path):
+    folder = tmp_path / "in"
+    (folder / "locked").mkdir(parents=True)
+    (folder / "locked" / "inside.txt").write_text(ARTICLE)
+    (folder / "ok.txt").write_text(ARTICLE)
+    (folder / "locked").chmod(0)
+    try:
+        docs, problems = _read(str(folder))
+    finally:
+        (folder / "locked").chmod(0o755)
+    assert [d.doc_id for d in docs] == [str(folder / "ok.txt")]
+    assert [(Path(p.path).name, p.reason.split(":")[0]) for p in problems] == [("locked", "cannot read folder")]
