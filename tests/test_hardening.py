@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import codecs
+import csv
+import io
 import json
 import os
 import subprocess
@@ -13,6 +15,7 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
+from pipeline.annotate.formats import export_labels
 from pipeline.annotate.quality import confusions
 from pipeline.cli import app
 from pipeline.annotate.store import LabelStore
@@ -237,3 +240,17 @@ def test_unreadable_folder_is_reported(tmp_path):
         (folder / "locked").chmod(0o755)
     assert [d.doc_id for d in docs] == [str(folder / "ok.txt")]
     assert [(Path(p.path).name, p.reason.split(":")[0]) for p in problems] == [("locked", "cannot read folder")]
+
+
+# --- 8: CSV export formula injection --------------------------------------------------------------
+
+def test_csv_export_neutralises_formulas():
+    payloads = ["=HYPERLINK(\"http://x\")", "+1+1", "-2+3", "@SUM(A1)", "\tx", "\rx"]
+    labels = [Annotation(f"p{i}", TASK, CLASSES[0], "al", rationale=p, note=p) for i, p in enumerate(payloads)]
+    paragraphs = {f"p{i}": {"text": p} for i, p in enumerate(payloads)}
+    text = export_labels("csv", labels, paragraphs, SCHEMA)
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert len(rows) == len(payloads)
+    for row, payload in zip(rows, payloads):
+        assert row["rationale"] == row["note"] == row["text"] == "'" + payload
+    assert all(line.startswith('"') for line in text.split("\n")[:-1])
