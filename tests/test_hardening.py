@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -20,6 +21,7 @@ from pipeline.annotate.quality import confusions
 from pipeline.cli import app
 from pipeline.annotate.store import LabelStore
 from pipeline.labels import Annotation, LabelFileError, agreement, load_annotations
+from pipeline.model import ModelIntegrityError, StanceModel
 from pipeline.schema import load_schema
 from pipeline.scoring.readers import Document, Problem, ReadOptions, discover, read_sources
 from test_scoring import seed_paragraphs, tiny_model  # noqa: F401 (a fixture)
@@ -254,3 +256,75 @@ def test_csv_export_neutralises_formulas():
     for row, payload in zip(rows, payloads):
         assert row["rationale"] == row["note"] == row["text"] == "'" + payload
     assert all(line.startswith('"') for line in text.split("\n")[:-1])
+
+
+# --- 10: models are data, checked against their sha256 manifest ------------------------------------
+
+@pytest.mark.parametrize("n_classes", [1, 2, 3])
+def test_logistic_head_saves_as_json_and_predicts_identically(tmp_path, n_classes):
+    from pipeline.models.embed_lr import LogRegHead
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(30, 8))
+    labels = [["robust", "fragile", "none"][i % n_classes] for i in range(30)]
+    head = LogRegHead(["robust", "fragile", "none"], C=2.0, seed=0).fit(X, labels)
+    head.save(tmp_path / "head.json")
+    json.loads((tmp_path / "head.json").read_text())  # plain JSON, nothing to unpickle
+    loaded = LogRegHead.load(tmp_path / "head.json")
+    np.testing.assert_array_equal(loaded.predict_proba(X), head.predict_proba(X))
+
+
+@pytest.fixture
+def saved_model(tmp_path, seed_paragraphs) -> Path:
+    return tiny_model(tmp_path / "model", seed_paragraphs)
+
+
+def test_manifest_lists_every_model_file_and_a_clean_folder_loads(saved_model):
+    meta = json.loads((saved_model / "stance_model.json").read_text())
+    assert set(meta["files"]) == {p.relative_to(saved_model).as_posix() for p in saved_model.rglob("*")
+                                  if p.is_file() and p.name != "stance_model.json"}
+    assert StanceModel.load(saved_model).family == "tfidf_lr"
+
+
+@pytest.mark.parametrize("tamper", ["changed", "added", "removed", "no_manifest"])
+def test_a_model_whose_files_do_not_match_is_refused(saved_model, tamper, tmp_path):
+    target = next(p for p in sorted((saved_model / "tasks").rglob("*")) if p.is_file())
+    if tamper == "changed":
+        target.write_bytes(target.read_bytes() + b"\0")
+    elif tamper == "added":
+        (target.parent / "extra.joblib").write_bytes(b"crafted")
+    elif tamper == "removed":
+        target.unlink()
+    else:
+        meta = json.loads((saved_model / "stance_model.json").read_text())
+        del meta["files"]
+        (saved_model / "stance_model.json").write_text(json.dumps(meta))
+    expected = {"changed": "sha256 differs", "added": "extra.joblib: not in the manifest", "removed": "missing",
+                "no_manifest": "no sha256 file manifest"}[tamper]
+    with pytest.raises(ModelIntegrityError, match=expected):
+        StanceModel.load(saved_model)
+    (tmp_path / "in.txt").write_text(ARTICLE)
+    result = CliRunner().invoke(app, ["score", str(tmp_path / "in.txt"), "--out", str(tmp_path / "out"),
+                                      "--model", str(saved_model)])
+    assert result.exit_code == 2 and "refusing to load" in " ".join(result.output.split())
+
+
+def test_mlflow_run_manifest_is_recorded_and_checked_on_load(saved_model, tmp_path, monkeypatch):
+    import mlflow
+
+    from pipeline.pyfunc import RUN_MANIFEST, log_stance_model
+    from pipeline.tracking import load_champion
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("STANCE_ROOT", str(REPO))
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    mlflow.set_experiment("manifest")
+    with mlflow.start_run() as run:
+        log_stance_model(saved_model, [ARTICLE])
+    uri = f"runs:/{run.info.run_id}/model"
+    recorded = mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/{RUN_MANIFEST}")
+    assert recorded == json.loads((saved_model / "stance_model.json").read_text())["files"]
+    assert load_champion(uri).family == "tfidf_lr"
+    mlflow.MlflowClient().log_dict(run.info.run_id, {**recorded, "schema.yaml": "0" * 64}, RUN_MANIFEST)
+    with pytest.raises(ModelIntegrityError, match="differs from the one recorded in its MLflow run"):
+        load_champion(uri)
