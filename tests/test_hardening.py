@@ -328,3 +328,14 @@ def test_mlflow_run_manifest_is_recorded_and_checked_on_load(saved_model, tmp_pa
     mlflow.MlflowClient().log_dict(run.info.run_id, {**recorded, "schema.yaml": "0" * 64}, RUN_MANIFEST)
     with pytest.raises(ModelIntegrityError, match="differs from the one recorded in its MLflow run"):
         load_champion(uri)
+
+
+@pytest.mark.parametrize("fmt", ["prodigy", "doccano", "label-studio", "csv"])
+def test_exports_with_line_separators_in_notes_import_back(fmt):
+    from pipeline.annotate.formats import import_labels
+
+    labels = [Annotation(f"p{i}", TASK, CLASSES[0], "al", rationale=f"r{sep}r", note=f"n{sep}n")
+              for i, sep in enumerate(LINE_SEPARATORS)]
+    paragraphs = {a.paragraph_id: {"text": f"text{LINE_SEPARATORS[i]}more"} for i, a in enumerate(labels)}
+    back = import_labels(fmt, export_labels(fmt, labels, paragraphs, SCHEMA), f"export.{fmt}", SCHEMA)
+    assert sorted(back, key=lambda a: a.paragraph_id) == sorted(labels, key=lambda a: a.paragraph_id)

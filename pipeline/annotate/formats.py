@@ -23,7 +23,7 @@ import json
 from collections import defaultdict
 from typing import Any, Callable, Iterable
 
-from pipeline.labels import Annotation, LabelFileError
+from pipeline.labels import Annotation, LabelFileError, jsonl_lines
 from pipeline.schema import LabelSchema
 
 FORMATS = ("label-studio", "prodigy", "doccano", "csv")
@@ -113,7 +113,7 @@ def _make(where: str, schema: LabelSchema, problems: list[str], **fields: Any) -
 
 
 def _json_lines(text: str, where: str, problems: list[str]) -> Iterable[tuple[str, dict]]:
-    for lineno, line in enumerate(text.splitlines(), start=1):
+    for lineno, line in jsonl_lines(text):
         if not line.strip():
             continue
         try:
