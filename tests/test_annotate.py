@@ -295,7 +295,7 @@ def test_api_validates_labels_and_takes_no_paths(served):
     assert call(server.url + "/api/labels", "POST", {**ok, "path": "/tmp/x"}, "alice", token)[0] == 422
     assert call(server.url + "/static/../params.yaml", name="alice", token=token)[0] == 404
     assert call(server.url + "/api/labels", "POST", ok, "alice", token) == (200, {"saved": True, **ok})
-    lines = wait_for_mirror(server.root / "labels" / "annotations.jsonl", 1)
+    lines = wait_for_mirror(server.root / "labels" / "annotations.jsonl", bool)
     assert json.loads(lines[0]) == {**ok, "annotator": "alice", "rationale": ""}
 
 

@@ -97,12 +97,13 @@ class Server:
         self.log.close()
 
 
-def wait_for_mirror(path: Path, n_lines: int, timeout: float = 30) -> list[str]:
-    """The app rewrites annotations.jsonl in batches: its lines once it holds `n_lines`."""
+def wait_for_mirror(path: Path, condition, timeout: float = 30) -> list[str]:
+    """The app rewrites annotations.jsonl in batches: its lines once `condition(lines)` holds
+    (or at the timeout, for the caller's assertion to fail on)."""
     deadline = time.monotonic() + timeout
     while True:
         lines = path.read_text(encoding="utf-8").split("\n")[:-1] if path.exists() else []
-        if len(lines) >= n_lines or time.monotonic() > deadline:
+        if condition(lines) or time.monotonic() > deadline:
             return lines
         time.sleep(0.1)
 

@@ -147,7 +147,7 @@ def test_note_with_u2028_keeps_labels_readable_and_server_restartable(server):
     body = {"paragraph_id": "p02", "task": TASK, "label": CLASSES[1], "note": "before\u2028after\u0085end"}
     assert httpx.post(running.url + "/api/labels", json=body, headers=auth).status_code == 200
     mirror = running.root / "labels" / "annotations.jsonl"
-    assert any("before\u2028after" in line for line in wait_for_mirror(mirror, 1))
+    assert any("before\u2028after" in line for line in wait_for_mirror(mirror, lambda lines: any("\u2028" in line for line in lines)))
     agreement_run = subprocess.run([sys.executable, "-m", "pipeline.cli", "labels", "agreement"], cwd=running.root,
                                    env=project_env(running.root), capture_output=True, text=True)
     assert agreement_run.returncode == 0, agreement_run.stderr
