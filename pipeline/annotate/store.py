@@ -103,7 +103,7 @@ class LabelStore:
         """This thread's connection, opened once (the app's worker threads each keep one)."""
         conn = getattr(self._connections, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(self.db_path, timeout=60, isolation_level=None, check_same_thread=True)
+            conn = sqlite3.connect(self.db_path, timeout=60, isolation_level=None)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA busy_timeout=60000")
