@@ -318,7 +318,8 @@ def test_mlflow_run_manifest_is_recorded_and_checked_on_load(saved_model, tmp_pa
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     monkeypatch.setenv("STANCE_ROOT", str(REPO))
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    mlflow.set_experiment("manifest")
+    mlflow.set_experiment(experiment_id=mlflow.create_experiment(
+        "manifest", artifact_location=(tmp_path / "artifacts").as_uri()))
     with mlflow.start_run() as run:
         log_stance_model(saved_model, [ARTICLE])
     uri = f"runs:/{run.info.run_id}/model"
