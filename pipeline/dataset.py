@@ -104,7 +104,8 @@ def dataset_card(summary: dict, schema: LabelSchema) -> str:
               "| task | items with 2+ annotators | % agreement | Krippendorff's alpha | Cohen's kappa (pair: kappa, n) |",
               "|---|---|---|---|---|"]
     for task, a in summary["agreement"].items():
-        pairs = "; ".join(f"{k}: {v['cohen_kappa']}, n={v['n']}" for k, v in a["pairwise"].items()) or "—"
+        pairs = "; ".join(f"{' & '.join(p['annotators'])}: {p['cohen_kappa']}, n={p['n']}"
+                          for p in a["pairwise"]) or "—"
         lines.append(f"| {task} | {a['items_multiply_annotated']} | {a['percent_agreement']} | "
                      f"{a['krippendorff_alpha']} | {pairs} |")
     return "\n".join(lines) + "\n"

@@ -12,11 +12,12 @@ import json
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import numpy as np
 from sklearn.metrics import cohen_kappa_score
 
+from pipeline.annotate.auth import check_name
 from pipeline.schema import LabelSchema
 
 
@@ -50,6 +51,17 @@ class Adjudication:
 ANNOTATION_FIELDS = {"paragraph_id": True, "task": True, "label": True, "annotator": True,
                      "rationale": False, "note": False}
 ADJUDICATION_FIELDS = {"paragraph_id": True, "task": True, "label": True, "adjudicator": True, "note": False}
+NAME_FIELDS = ("annotator", "adjudicator")
+
+
+def jsonl_lines(text: str) -> Iterator[tuple[int, str]]:
+    """(line number, line) of a JSONL text, split on "\\n" only.
+
+    Labels are written with ensure_ascii=False, so a note may hold U+2028, U+2029, U+0085
+    or a form feed verbatim; str.splitlines() would cut the record there.
+    """
+    for number, line in enumerate(text.split("\n"), start=1):
+        yield number, line.removesuffix("\r")
 
 
 def _read_records(path: Path, fields: dict[str, bool], schema: LabelSchema,
@@ -57,7 +69,7 @@ def _read_records(path: Path, fields: dict[str, bool], schema: LabelSchema,
     records, problems, seen = [], [], {}
     if not path.exists():
         return records, problems
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for lineno, line in jsonl_lines(path.read_text(encoding="utf-8")):
         where = f"{path}:{lineno}"
         if not line.strip():
             continue
@@ -77,6 +89,11 @@ def _read_records(path: Path, fields: dict[str, bool], schema: LabelSchema,
                 continue
             if not isinstance(value, str) or (required and not value.strip()):
                 line_problems.append(f"{where}: field '{name}': {'missing' if value is None else 'must be a non-empty string'}")
+            elif name in NAME_FIELDS:
+                try:
+                    check_name(value)
+                except ValueError as err:
+                    line_problems.append(f"{where}: field '{name}': {err}")
         if not line_problems:
             if msg := schema.check(obj["task"], obj["label"]):
                 field = "task" if obj["task"] not in schema.tasks else "label"
@@ -156,20 +173,25 @@ def krippendorff_alpha_nominal(units: list[list[str]]) -> float:
 
 
 def agreement(annotations: Iterable[Annotation], schema: LabelSchema) -> dict[str, dict]:
-    """Per task: items with 2+ annotators, raw agreement, Krippendorff's alpha, and pairwise Cohen's kappa."""
+    """Per task: items with 2+ annotators, raw agreement, Krippendorff's alpha, and pairwise Cohen's kappa.
+
+    `pairwise` is a list of {"annotators": [first, second], ...}: a key joined from two names
+    could not be split back if a name held the separator.
+    """
     items = by_item(annotations)
     report: dict[str, dict] = {}
     for task in schema.task_names:
         multi = {pid: labels for (pid, t), labels in items.items() if t == task and len(labels) >= 2}
         annotators = sorted({a for labels in multi.values() for a in labels})
-        pairs = {}
+        pairs = []
         for i, first in enumerate(annotators):
             for second in annotators[i + 1:]:
                 both = [(l[first], l[second]) for l in multi.values() if first in l and second in l]
                 if len(both) >= 2:
                     a, b = zip(*both)
                     kappa = cohen_kappa_score(a, b, labels=schema.labels(task)) if len(set(a) | set(b)) > 1 else float("nan")
-                    pairs[f"{first}~{second}"] = {"n": len(both), "cohen_kappa": round(float(kappa), 4)}
+                    pairs.append({"annotators": [first, second], "n": len(both),
+                                  "cohen_kappa": round(float(kappa), 4)})
         report[task] = {
             "items_multiply_annotated": len(multi),
             "percent_agreement": round(float(np.mean([len(set(l.values())) == 1 for l in multi.values()])), 4) if multi else float("nan"),

@@ -3,10 +3,14 @@
 This is the unit that is trained, saved, logged to MLflow and scored with. Its folder
 carries everything it needs (schema, family name, weights, temperatures), so a saved
 model scores on a machine with no network and no project checkout.
+
+`stance_model.json` lists the sha256 of every file the model wrote (schema.yaml and all of
+tasks/); `load` refuses a folder whose files differ from that list, miss one, or add one.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any, Sequence
@@ -18,6 +22,50 @@ import yaml
 from pipeline.calibration import apply_temperature
 from pipeline.models import TextClassifier, build_classifier, family_class
 from pipeline.schema import LabelSchema
+
+
+MANIFEST_FILE = "stance_model.json"
+
+
+class ModelIntegrityError(ValueError):
+    """A model folder whose files do not match the sha256 manifest in its stance_model.json."""
+
+
+def _sha256(path: Path) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def model_files(folder: Path) -> list[str]:
+    """The files `load` reads (relative, POSIX): schema.yaml and everything under tasks/ and encoders/."""
+    folder = Path(folder)
+    found = [p for sub in ("tasks", "encoders") for p in (folder / sub).rglob("*") if p.is_file() or p.is_symlink()]
+    return sorted(["schema.yaml"] + [p.relative_to(folder).as_posix() for p in found])
+
+
+def file_manifest(folder: Path) -> dict[str, str]:
+    """{relative path: sha256} of every model file in `folder`."""
+    return {name: _sha256(Path(folder) / name) for name in model_files(folder)}
+
+
+def verify_files(folder: Path, manifest: dict[str, str] | None, against: str = MANIFEST_FILE) -> None:
+    """Raise ModelIntegrityError unless the folder's model files are exactly those in `manifest`."""
+    folder = Path(folder)
+    if not isinstance(manifest, dict) or not manifest:
+        raise ModelIntegrityError(f"{folder}: {against} has no sha256 file manifest; refusing to load a model "
+                                  "whose files cannot be checked (re-train it with this version)")
+    present = model_files(folder)
+    problems = [f"{name}: not in the manifest" for name in present if name not in manifest]
+    problems += [f"{name}: missing" for name in manifest if name not in present]
+    for name in present:
+        if name in manifest:
+            if (folder / name).is_symlink():
+                problems.append(f"{name}: is a symlink")
+            elif _sha256(folder / name) != manifest[name]:
+                problems.append(f"{name}: sha256 differs")
+    if problems:
+        raise ModelIntegrityError(f"{folder}: refusing to load the model, its files do not match the sha256 "
+                                  f"manifest in {against}:\n  " + "\n  ".join(problems))
 
 
 class StanceModel:
@@ -70,16 +118,22 @@ class StanceModel:
         (folder / "schema.yaml").write_text(
             yaml.safe_dump(self.schema.model_dump(exclude_none=True), sort_keys=False, allow_unicode=True),
             encoding="utf-8")
-        meta = {"family": self.family, "tasks": list(self.classifiers), "temperatures": self.temperatures,
-                "provenance": self.provenance}
-        (folder / "stance_model.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
         for task, clf in self.classifiers.items():
             clf.save(folder / "tasks" / task)
+        meta = {"family": self.family, "tasks": list(self.classifiers), "temperatures": self.temperatures,
+                "provenance": self.provenance, "files": file_manifest(folder)}
+        (folder / MANIFEST_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
 
     @classmethod
-    def load(cls, folder: Path) -> "StanceModel":
+    def load(cls, folder: Path, expected_files: dict[str, str] | None = None) -> "StanceModel":
+        """Load after checking every file against the folder's manifest, and against
+        `expected_files` too when given (e.g. the manifest recorded in the MLflow run)."""
         folder = Path(folder)
-        meta = json.loads((folder / "stance_model.json").read_text(encoding="utf-8"))
+        meta = json.loads((folder / MANIFEST_FILE).read_text(encoding="utf-8"))
+        verify_files(folder, meta.get("files"))
+        if expected_files is not None and expected_files != meta["files"]:
+            raise ModelIntegrityError(f"{folder}: refusing to load the model, its sha256 manifest differs from "
+                                      "the one recorded in its MLflow run")
         schema = LabelSchema.model_validate(yaml.safe_load((folder / "schema.yaml").read_text(encoding="utf-8")))
         family = family_class(meta["family"])
         classifiers = {task: family.load(folder / "tasks" / task) for task in meta["tasks"]}

@@ -13,6 +13,7 @@ import mlflow.pyfunc
 import pandas as pd
 
 ARTIFACT_KEY = "stance_model"
+RUN_MANIFEST = "model_manifest.json"  # the sha256 of every model file, logged in the run next to the model
 
 
 class StancePyfunc(mlflow.pyfunc.PythonModel):
@@ -44,10 +45,11 @@ def log_stance_model(model_folder: Path, input_texts: list[str]):
     """Log a saved StanceModel as an MLflow pyfunc with signature and input example."""
     from mlflow.models import infer_signature
 
-    from pipeline.model import StanceModel
+    from pipeline.model import StanceModel, file_manifest
 
     example = pd.DataFrame({"text": input_texts[:3]})
     output = StanceModel.load(model_folder).score_frame(example["text"].tolist())
+    mlflow.log_dict(file_manifest(model_folder), RUN_MANIFEST)
     signature = infer_signature(example, output)
     package_dir = Path(__file__).resolve().parent
     return mlflow.pyfunc.log_model(

@@ -22,7 +22,7 @@ from pipeline.annotate.quality import add_adjudication, list_conflicts, suspicio
 from pipeline.annotate.store import LabelStore
 from pipeline.labels import Adjudication, Annotation, LabelFileError, load_adjudications, load_annotations
 from pipeline.schema import load_schema
-from test_annotate_support import REPO, Server, add_annotator, call, make_project, project_env
+from test_annotate_support import REPO, Server, add_annotator, call, make_project, project_env, wait_for_mirror
 
 SCHEMA = load_schema(REPO / "labels" / "schema.yaml")
 TASKS = SCHEMA.task_names
@@ -295,7 +295,7 @@ def test_api_validates_labels_and_takes_no_paths(served):
     assert call(server.url + "/api/labels", "POST", {**ok, "path": "/tmp/x"}, "alice", token)[0] == 422
     assert call(server.url + "/static/../params.yaml", name="alice", token=token)[0] == 404
     assert call(server.url + "/api/labels", "POST", ok, "alice", token) == (200, {"saved": True, **ok})
-    lines = (server.root / "labels" / "annotations.jsonl").read_text().splitlines()
+    lines = wait_for_mirror(server.root / "labels" / "annotations.jsonl", bool)
     assert json.loads(lines[0]) == {**ok, "annotator": "alice", "rationale": ""}
 
 

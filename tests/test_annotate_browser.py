@@ -11,9 +11,8 @@ import shutil
 
 import pytest
 
-from pipeline.labels import load_annotations
 from pipeline.schema import load_schema
-from test_annotate_support import REPO, SCRIPT_TEXT, Server, add_annotator, make_project
+from test_annotate_support import REPO, SCRIPT_TEXT, Server, add_annotator, make_project, wait_for_mirror
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed "
@@ -85,10 +84,11 @@ def test_label_with_keyboard_reload_and_continue(app, page, tmp_path):
     page.wait_for_selector("#paragraph:not(:empty)")
     assert page.eval_on_selector("#paragraph", "el => el.dataset.paragraphId") == offered
     assert page.text_content("#progress").startswith("1 labelled by you")
-    saved = {(a.paragraph_id, a.task, a.label) for a in load_annotations(
-        server.root / "labels" / "annotations.jsonl", SCHEMA) if a.annotator == "alice"}
+    mirror = server.root / "labels" / "annotations.jsonl"
     expected = {("p00", task, label) for task, label in
                 zip(SCHEMA.task_names, [SCHEMA.labels(t)[i % 3] for i, t in enumerate(SCHEMA.task_names)])}
+    saved = {(r["paragraph_id"], r["task"], r["label"]) for r in map(json.loads, wait_for_mirror(
+        mirror, lambda lines: len(lines) >= len(expected))) if r["annotator"] == "alice"}
     assert expected <= saved
 
     # the next paragraph gets a note; undo takes the last label back
@@ -98,11 +98,12 @@ def test_label_with_keyboard_reload_and_continue(app, page, tmp_path):
     page.keyboard.press(SCHEMA.tasks[task].classes[SCHEMA.labels(task)[1]].key)
     page.wait_for_selector(f"text=Saved {task}")
     page.wait_for_selector(".choice.selected")
-    lines = [json.loads(x) for x in (server.root / "labels" / "annotations.jsonl").read_text().splitlines()]
-    assert {"paragraph_id": offered, "task": task, "label": SCHEMA.labels(task)[1], "annotator": "alice",
-            "rationale": "", "note": "hedged wording"} in lines
+    noted = {"paragraph_id": offered, "task": task, "label": SCHEMA.labels(task)[1], "annotator": "alice",
+             "rationale": "", "note": "hedged wording"}
+    assert noted in map(json.loads, wait_for_mirror(mirror, lambda lines: noted in map(json.loads, lines)))
     page.screenshot(path=str(os.environ.get("STANCE_SCREENSHOT") or tmp_path / "annotate.png"))
     page.keyboard.press("Backspace")
     page.wait_for_selector("text=Undone")
     assert page.query_selector(".choice.selected") is None
-    assert offered not in (server.root / "labels" / "annotations.jsonl").read_text()
+    assert not any(offered in line for line in wait_for_mirror(
+        mirror, lambda lines: not any(offered in line for line in lines)))

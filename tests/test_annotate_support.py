@@ -97,6 +97,17 @@ class Server:
         self.log.close()
 
 
+def wait_for_mirror(path: Path, condition, timeout: float = 30) -> list[str]:
+    """The app rewrites annotations.jsonl in batches: its lines once `condition(lines)` holds
+    (or at the timeout, for the caller's assertion to fail on)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        lines = path.read_text(encoding="utf-8").split("\n")[:-1] if path.exists() else []
+        if condition(lines) or time.monotonic() > deadline:
+            return lines
+        time.sleep(0.1)
+
+
 def add_annotator(root: Path, name: str) -> str:
     out = subprocess.run([sys.executable, "-m", "pipeline.cli", "annotate", "add-annotator", name], cwd=root,
                          env=project_env(root), capture_output=True, text=True, check=True)

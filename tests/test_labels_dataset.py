@@ -95,7 +95,8 @@ def test_agreement_reports_kappa_and_alpha_per_task():
     assert report["percent_agreement"] == 0.8
     from sklearn.metrics import cohen_kappa_score
     expected = cohen_kappa_score([a, b, a, b, a], [a, b, b, b, a])
-    assert report["pairwise"]["ann-a~ann-b"]["cohen_kappa"] == pytest.approx(expected, abs=1e-4)
+    assert report["pairwise"][0]["annotators"] == ["ann-a", "ann-b"]
+    assert report["pairwise"][0]["cohen_kappa"] == pytest.approx(expected, abs=1e-4)
 
 
 def test_sorted_writer_is_deterministic(tmp_path):

@@ -2,5 +2,5 @@
 active-learning queue, import/export to other labelling tools and label-quality checks.
 
 Labels live in a SQLite store (labels/store.sqlite, WAL, synchronous=FULL) and are
-mirrored after every write into labels/annotations.jsonl, the file `dvc repro` reads.
+mirrored into labels/annotations.jsonl, the file `dvc repro` reads (by the app in batches).
 """

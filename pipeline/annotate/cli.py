@@ -158,16 +158,15 @@ def agreement() -> None:
     for column in ("task", "items (2+ annotators)", "% agreement", "Krippendorff alpha", "pair", "n", "Cohen kappa"):
         table.add_column(column)
     for task, stats in report.items():
-        pairs = stats["pairwise"] or {"-": {"n": "", "cohen_kappa": ""}}
-        for i, (pair, values) in enumerate(pairs.items()):
+        pairs = stats["pairwise"] or [{"annotators": ["-"], "n": "", "cohen_kappa": ""}]
+        for i, values in enumerate(pairs):
             head = [task, str(stats["items_multiply_annotated"]), str(stats["percent_agreement"]),
                     str(stats["krippendorff_alpha"])] if i == 0 else ["", "", "", ""]
-            table.add_row(*head, pair, str(values["n"]), str(values["cohen_kappa"]))
+            table.add_row(*head, " & ".join(values["annotators"]), str(values["n"]), str(values["cohen_kappa"]))
     console.print(table)
     for task, pairs in confusions(annotations, project.schema).items():
         classes = project.schema.labels(task)
-        for pair, matrix in pairs.items():
-            first, second = pair.split("~")
+        for (first, second), matrix in pairs.items():
             grid = Table(title=f"{task}: rows {first}, columns {second}")
             grid.add_column("")
             for name in classes:

@@ -23,7 +23,7 @@ import json
 from collections import defaultdict
 from typing import Any, Callable, Iterable
 
-from pipeline.labels import Annotation, LabelFileError
+from pipeline.labels import Annotation, LabelFileError, jsonl_lines
 from pipeline.schema import LabelSchema
 
 FORMATS = ("label-studio", "prodigy", "doccano", "csv")
@@ -45,12 +45,22 @@ def export_labels(fmt: str, labels: Iterable[Annotation], paragraphs: Paragraphs
         return _jsonl(_doccano_lines(labels, paragraphs))
     if fmt == "csv":
         out = io.StringIO()
-        writer = csv.DictWriter(out, CSV_FIELDS, lineterminator="\n")
+        writer = csv.DictWriter(out, CSV_FIELDS, lineterminator="\n", quoting=csv.QUOTE_ALL)
         writer.writeheader()
         for a in labels:
-            writer.writerow({**_fields(a), "text": paragraphs.get(a.paragraph_id, {}).get("text", "")})
+            row = {**_fields(a), "text": paragraphs.get(a.paragraph_id, {}).get("text", "")}
+            writer.writerow({k: _inert_cell(v) for k, v in row.items()})
         return out.getvalue()
     raise ValueError(f"unknown format '{fmt}' (known: {', '.join(FORMATS)})")
+
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _inert_cell(value: str) -> str:
+    """OWASP CSV injection advice: a cell a spreadsheet would run as a formula gets a leading "'"
+    (and every cell is quoted)."""
+    return "'" + value if value.startswith(FORMULA_STARTS) else value
 
 
 def import_labels(fmt: str, text: str, where: str, schema: LabelSchema) -> list[Annotation]:
@@ -103,7 +113,7 @@ def _make(where: str, schema: LabelSchema, problems: list[str], **fields: Any) -
 
 
 def _json_lines(text: str, where: str, problems: list[str]) -> Iterable[tuple[str, dict]]:
-    for lineno, line in enumerate(text.splitlines(), start=1):
+    for lineno, line in jsonl_lines(text):
         if not line.strip():
             continue
         try:

@@ -38,18 +38,19 @@ def list_conflicts(annotations: list[Annotation], adjudications: list[Adjudicati
     return sorted(rows, key=lambda c: (c.adjudication is not None, c.paragraph_id, c.task))
 
 
-def confusions(annotations: list[Annotation], schema: LabelSchema) -> dict[str, dict[str, np.ndarray]]:
-    """Per task, per annotator pair with shared items: the confusion matrix (rows: first, columns: second)."""
+def confusions(annotations: list[Annotation], schema: LabelSchema) -> dict[str, dict[tuple[str, str], np.ndarray]]:
+    """Per task, per annotator pair (first, second) with shared items: the confusion matrix
+    (rows: first, columns: second)."""
     items = by_item(annotations)
-    out: dict[str, dict[str, np.ndarray]] = {}
+    out: dict[str, dict[tuple[str, str], np.ndarray]] = {}
     for task in schema.task_names:
-        pairs: dict[str, np.ndarray] = {}
+        pairs: dict[tuple[str, str], np.ndarray] = {}
         annotators = sorted({a for (_, t), votes in items.items() if t == task and len(votes) > 1 for a in votes})
         for i, first in enumerate(annotators):
             for second in annotators[i + 1:]:
                 matrix = annotator_confusion(annotations, schema, task, first, second)
                 if matrix.sum():
-                    pairs[f"{first}~{second}"] = matrix
+                    pairs[(first, second)] = matrix
         out[task] = pairs
     return out
 

@@ -6,17 +6,23 @@ page keeps them in sessionStorage only. No endpoint takes a path: the app reads 
 schema, guidelines and paragraphs named in params.yaml and writes only through the
 label store. A strict Content-Security-Policy (no inline script) backs up the page's
 rule of rendering data with textContent only.
+
+Untrusted input is handled in this order: a body over 64 KB is refused with 413 before it
+is read (by its Content-Length, or while it streams in), then the caller is authenticated,
+and only then is the body read and validated. Error messages never repeat the input.
 """
 
 from __future__ import annotations
 
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Iterable
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Request
-from fastapi.responses import FileResponse, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from rich.console import Console
 
 from pipeline.annotate.project import Project
@@ -32,6 +38,25 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-store",
 }
+MAX_BODY_BYTES = 64 * 1024  # a label with a 4000-character note and rationale is well under this
+
+
+TOO_LARGE = f"request body over {MAX_BODY_BYTES // 1024} KB"
+
+
+class ContentLengthLimit:
+    """ASGI middleware: 413 for a declared Content-Length over the limit, before anything is read.
+    A body sent without one is counted as it is read (`json_body`)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        length = dict(scope["headers"]).get(b"content-length") if scope["type"] == "http" else None
+        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
+            response = JSONResponse({"detail": TOO_LARGE}, 413, {**SECURITY_HEADERS, "Connection": "close"})
+            return await response(scope, receive, send)
+        return await self.app(scope, receive, send)
 
 
 class LabelIn(BaseModel):
@@ -48,6 +73,33 @@ class SkipIn(BaseModel):
     paragraph_id: str = Field(min_length=1, max_length=200)
 
 
+def validation_message(errors: list[dict], fields: Iterable[str] = ()) -> str:
+    """'field 'x': what is wrong' per error, naming only the model's own fields and never
+    repeating the offending value (pydantic's `input`) or an unknown key."""
+    known = set(fields)
+    where = [next((str(part) for part in e["loc"] if part in known), "body") for e in errors]
+    return "; ".join(f"field '{name}': {e['msg']}" if name != "body" or e["type"] != "extra_forbidden"
+                     else f"unknown field (allowed: {', '.join(sorted(known))})"
+                     for name, e in zip(where, errors[:10]))
+
+
+def json_body(model: type[BaseModel]):
+    """A dependency reading the body as `model`. Declared after the `annotator` dependency,
+    so the body of an unauthenticated request is never read."""
+    async def parse(request: Request) -> BaseModel:
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_BODY_BYTES:
+                raise HTTPException(413, TOO_LARGE, {"Connection": "close"})
+        try:
+            return model.model_validate_json(bytes(body))
+        except ValidationError as err:
+            raise HTTPException(422, validation_message(err.errors(include_url=False, include_input=False),
+                                                        model.model_fields)) from None
+    return parse
+
+
 def create_app(project: Project, options: QueueOptions, cache: UncertaintyCache) -> FastAPI:
     console = Console(stderr=True)
 
@@ -57,7 +109,8 @@ def create_app(project: Project, options: QueueOptions, cache: UncertaintyCache)
         if project.pool.path.exists():
             cache.scores(project.pool.current().frame)  # warm the champion's scores before the first request
         console.print(f"[green]label store[/green] {project.store.db_path} -> {project.store.annotations_path}")
-        yield
+        with project.store.background_mirror():
+            yield
 
     app = FastAPI(title="stance annotate", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
 
@@ -66,6 +119,12 @@ def create_app(project: Project, options: QueueOptions, cache: UncertaintyCache)
         response = await call_next(request)
         response.headers.update(SECURITY_HEADERS)
         return response
+
+    app.add_middleware(ContentLengthLimit)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, err: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": validation_message(err.errors())}, 422)
 
     def annotator(x_annotator: str = Header(""), authorization: str = Header("")) -> str:
         scheme, _, token = authorization.partition(" ")
@@ -103,19 +162,20 @@ def create_app(project: Project, options: QueueOptions, cache: UncertaintyCache)
             raise HTTPException(503, str(err)) from None
 
     @app.post("/api/labels")
-    def save_label(body: LabelIn, name: str = Depends(annotator)) -> dict:
+    def save_label(name: str = Depends(annotator), body: LabelIn = Depends(json_body(LabelIn))) -> dict:
         if not project.pool.current().has(body.paragraph_id):
-            raise HTTPException(404, f"unknown paragraph id '{body.paragraph_id}'")
-        if problem := project.schema.check(body.task, body.label):
-            raise HTTPException(422, problem)
+            raise HTTPException(404, "unknown paragraph id")
+        if project.schema.check(body.task, body.label):
+            field = "task" if body.task not in project.schema.tasks else "label"
+            raise HTTPException(422, f"field '{field}': not in the label schema")
         project.store.save(Annotation(paragraph_id=body.paragraph_id, task=body.task, label=body.label,
                                       annotator=name, rationale=body.rationale.strip(), note=body.note.strip()))
         return {"saved": True, "paragraph_id": body.paragraph_id, "task": body.task, "label": body.label}
 
     @app.post("/api/skip")
-    def skip(body: SkipIn, name: str = Depends(annotator)) -> dict:
+    def skip(name: str = Depends(annotator), body: SkipIn = Depends(json_body(SkipIn))) -> dict:
         if not project.pool.current().has(body.paragraph_id):
-            raise HTTPException(404, f"unknown paragraph id '{body.paragraph_id}'")
+            raise HTTPException(404, "unknown paragraph id")
         project.store.skip(name, body.paragraph_id)
         return {"skipped": body.paragraph_id}
 

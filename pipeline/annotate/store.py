@@ -1,11 +1,14 @@
 """The durable label store: SQLite (WAL, synchronous=FULL) mirrored into annotations.jsonl.
 
 Why both: SQLite gives atomic, crash-safe, concurrent writes; the JSONL mirror is what
-git and `dvc repro` see. A label is acknowledged only after its transaction committed
-*and* the mirror was rewritten, so every acknowledged label is in both, even if the
-server is killed the next instant. The mirror is rewritten from a snapshot read under an
-inter-process lock, so mirror versions are monotonic and the last writer's file holds
-every committed label.
+git and `dvc repro` see. A label is acknowledged once its transaction committed, which
+with synchronous=FULL means it is on disk: a save costs one small transaction whatever
+the store's size. The mirror is rewritten from a snapshot read under an inter-process
+lock (sorted, fixed key order: the same labels give the same bytes), so mirror versions
+are monotonic and the last writer's file holds every committed label. Commands rewrite it
+before they return; the app batches it (`background_mirror`: at most about once a second
+while labels arrive, and at shutdown), and every start rewrites it from the store, so a
+kill -9 leaves the mirror at most one batch behind and loses nothing acknowledged.
 
 Labels written by people through this store (the app, imports) are authoritative: a
 restart never drops them. Labels that came from annotations.jsonl itself (expert seed
@@ -16,6 +19,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import sys
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -85,6 +90,9 @@ class LabelStore:
         self.db_path.parent.mkdir(parents=True, exist_ok=True)
         # next to the db so it is covered by the same .gitignore entry (store.sqlite*)
         self._lock = FileLock(str(self.db_path) + ".lock")
+        self._mirror_writer: _MirrorWriter | None = None
+        self._connections = threading.local()
+        self._write_lock = threading.Lock()
         with self._connect() as conn:
             conn.executescript(_DDL)
 
@@ -92,19 +100,23 @@ class LabelStore:
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        conn = sqlite3.connect(self.db_path, timeout=60, isolation_level=None)
-        try:
+        """This thread's connection, opened once (the app's worker threads each keep one)."""
+        conn = getattr(self._connections, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.db_path, timeout=60, isolation_level=None)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA busy_timeout=60000")
-            yield conn
-        finally:
-            conn.close()
+            self._connections.conn = conn
+        yield conn
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        """BEGIN IMMEDIATE: writers queue on the write lock instead of failing mid-transaction."""
-        with self._connect() as conn:
+        """BEGIN IMMEDIATE: writers queue on the write lock instead of failing mid-transaction.
+
+        Threads of one process queue on a Python lock first: SQLite's busy handler retries
+        with sleeps of up to 100 ms, which made the slowest saves under load wait for nothing."""
+        with self._write_lock, self._connect() as conn:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
@@ -116,7 +128,8 @@ class LabelStore:
     # --- labels ------------------------------------------------------------------------
 
     def save(self, label: Annotation) -> None:
-        """Save (or replace) one label from a person; returns once it is durable in both files."""
+        """Save (or replace) one label from a person; returns once it is durable in the store."""
+        check_name(label.annotator)
         with self._transaction() as conn:
             previous = conn.execute(
                 "SELECT label, rationale, note, origin FROM labels "
@@ -126,11 +139,13 @@ class LabelStore:
                 "INSERT INTO events (annotator, paragraph_id, kind, task, previous) VALUES (?, ?, 'label', ?, ?)",
                 (label.annotator, label.paragraph_id, label.task,
                  json.dumps(previous) if previous else None))
-        self.sync_mirror()
+        self._mirror_changed()
 
     def save_many(self, labels: Iterable[Annotation]) -> int:
         """Imports: one transaction, not undoable from the app."""
         labels = list(labels)
+        for label in labels:
+            check_name(label.annotator)
         with self._transaction() as conn:
             for label in labels:
                 _upsert(conn, label, ORIGIN_PERSON)
@@ -163,7 +178,7 @@ class LabelStore:
                                           rationale=rationale, note=note), origin)
             conn.execute("DELETE FROM events WHERE seq=?", (seq,))
         if kind == "label":
-            self.sync_mirror()
+            self._mirror_changed()
         return paragraph_id
 
     def labels(self, annotator: str | None = None) -> list[Annotation]:
@@ -210,6 +225,26 @@ class LabelStore:
             write_jsonl_sorted(self.annotations_path, map(annotation_record, self.labels()),
                                ("paragraph_id", "task", "annotator"))
 
+    def _mirror_changed(self) -> None:
+        if self._mirror_writer is not None:
+            self._mirror_writer.request()
+        else:
+            self.sync_mirror()
+
+    @contextmanager
+    def background_mirror(self, min_interval: float = 1.0) -> Iterator[None]:
+        """While open, saves leave the mirror to a background thread that rewrites it in batches;
+        on exit the mirror is brought up to date."""
+        writer = _MirrorWriter(self.sync_mirror, min_interval)
+        self._mirror_writer = writer
+        writer.start()
+        try:
+            yield
+        finally:
+            self._mirror_writer = None
+            writer.stop()
+            self.sync_mirror()
+
     # --- annotators -------------------------------------------------------------------
 
     def add_annotator(self, name: str) -> str:
@@ -224,6 +259,44 @@ class LabelStore:
         with self._connect() as conn:
             row = conn.execute("SELECT token_hash FROM annotators WHERE name=?", (name,)).fetchone()
         return token_matches(token, row[0] if row else None)
+
+
+class _MirrorWriter(threading.Thread):
+    """Rewrites the mirror after changes, one rewrite per batch of saves.
+
+    A batch lasts at least `min_interval` seconds and at least 4x the last rewrite's duration,
+    so rewriting never takes more than a fifth of the time however large the store grows.
+    """
+
+    def __init__(self, sync, min_interval: float):
+        super().__init__(name="label-mirror", daemon=True)
+        self._sync = sync
+        self._min_interval = min_interval
+        self._last_duration = 0.0
+        self._changed = threading.Event()
+        self._stopping = threading.Event()
+
+    def request(self) -> None:
+        self._changed.set()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._changed.set()
+        self.join()
+
+    def run(self) -> None:
+        while True:
+            self._changed.wait()
+            if self._stopping.wait(max(self._min_interval, 4 * self._last_duration)):
+                return  # the caller rewrites the mirror once more after stop()
+            self._changed.clear()
+            started = time.perf_counter()
+            try:
+                self._sync()
+            except Exception as err:  # e.g. disk full: labels stay safe in SQLite; try again next batch
+                print(f"label store: could not rewrite the mirror ({err}); will retry", file=sys.stderr)
+                self._changed.set()
+            self._last_duration = time.perf_counter() - started
 
 
 def _upsert(conn: sqlite3.Connection, label: Annotation, origin: str) -> None:

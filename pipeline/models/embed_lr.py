@@ -7,7 +7,6 @@ import os
 from pathlib import Path
 from typing import Self, Sequence
 
-import joblib
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from sklearn.linear_model import LogisticRegression
@@ -51,6 +50,32 @@ class LogRegHead:
         for j, name in enumerate(self._lr.classes_):
             proba[:, self.classes.index(name)] = raw[:, j]
         return proba
+
+    def save(self, path: Path) -> None:
+        """Plain JSON (no pickle): the fitted coefficients, which is all predict_proba needs.
+        JSON floats round-trip float64 exactly."""
+        state = {"classes": self.classes, "C": self.C, "seed": self.seed, "only": self._only}
+        if self._lr is not None:
+            state.update(lr_classes=self._lr.classes_.tolist(), coef=self._lr.coef_.tolist(),
+                         intercept=self._lr.intercept_.tolist())
+        Path(path).write_text(json.dumps(state), encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: Path) -> "LogRegHead":
+        state = json.loads(Path(path).read_text(encoding="utf-8"))
+        head = cls(state["classes"], state["C"], state["seed"])
+        head._only = state["only"]
+        if head._only is None:
+            coef = np.asarray(state["coef"], dtype=np.float64)
+            lr = LogisticRegression(C=head.C, class_weight="balanced", max_iter=5000, random_state=head.seed)
+            lr.classes_ = np.asarray(state["lr_classes"])
+            lr.coef_, lr.intercept_ = coef, np.asarray(state["intercept"], dtype=np.float64)
+            lr.n_features_in_ = coef.shape[1]
+            unknown = set(state["lr_classes"]) - set(head.classes)
+            if unknown or coef.shape[0] != (1 if len(lr.classes_) == 2 else len(lr.classes_)):
+                raise ValueError(f"{path}: head coefficients do not match its classes")
+            head._lr = lr
+        return head
 
 
 class EmbedLogReg:
@@ -109,7 +134,7 @@ class EmbedLogReg:
         shared = folder.parent.parent / "encoders" / key
         if not (shared / "config.json").exists():
             encoder.save(shared)
-        joblib.dump(self._head, folder / "head.joblib")
+        self._head.save(folder / "head.json")
         meta = {"classes": self.classes, "seed": self.seed, "params": self.params.model_dump(),
                 "encoder_key": key, "encoder_dir": os.path.relpath(shared, folder)}
         (folder / "embed_lr.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
@@ -119,6 +144,9 @@ class EmbedLogReg:
         folder = Path(folder)
         meta = json.loads((folder / "embed_lr.json").read_text(encoding="utf-8"))
         clf = cls(cls.Params(**meta["params"]), meta["classes"], meta["seed"])
-        clf._encoder_dir, clf._encoder_key = (folder / meta["encoder_dir"]).resolve(), meta["encoder_key"]
-        clf._head = joblib.load(folder / "head.joblib")
+        encoder = (folder / meta["encoder_dir"]).resolve()
+        if not encoder.is_relative_to(folder.resolve().parent.parent):  # only the model's own encoders/ folder
+            raise ValueError(f"{folder}: encoder_dir points outside the model folder")
+        clf._encoder_dir, clf._encoder_key = encoder, meta["encoder_key"]
+        clf._head = LogRegHead.load(folder / "head.json")
         return clf

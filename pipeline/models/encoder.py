@@ -121,7 +121,7 @@ class FrozenEncoder:
     def __init__(self, folder: Path, quantize: bool):
         self.folder = folder
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
-        self.model = AutoModel.from_pretrained(folder).to(device()).eval()
+        self.model = AutoModel.from_pretrained(folder, use_safetensors=True).to(device()).eval()
         self.scorer = inference_model(self.model, quantize)
         self._memo: dict[tuple[int, str], np.ndarray] = {}
 
@@ -174,7 +174,7 @@ class FrozenPrefix:
 
     def __init__(self, folder: Path, frozen_layers: int, max_length: int, batch_size: int):
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
-        self.model = AutoModel.from_pretrained(folder).to(device()).eval()
+        self.model = AutoModel.from_pretrained(folder, use_safetensors=True).to(device()).eval()
         self.frozen_layers = frozen_layers
         self.max_length = max_length
         self.batch_size = batch_size

@@ -139,6 +139,7 @@ class FineTunedTransformer(TopLayersTrained):
         meta = json.loads((folder / "finetune.json").read_text(encoding="utf-8"))
         clf = cls(cls.Params(**meta["params"]), meta["classes"], meta["seed"])
         clf._tokenizer = AutoTokenizer.from_pretrained(folder / "model")
-        clf._model = AutoModelForSequenceClassification.from_pretrained(folder / "model").to(device()).eval()
+        clf._model = AutoModelForSequenceClassification.from_pretrained(
+            folder / "model", use_safetensors=True).to(device()).eval()
         clf._scorer = inference_model(clf._model, clf.params.quantize)
         return clf

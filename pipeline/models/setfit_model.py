@@ -12,7 +12,6 @@ import json
 from pathlib import Path
 from typing import Self, Sequence
 
-import joblib
 import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
@@ -146,7 +145,7 @@ class SetFitClassifier(TopLayersTrained):
         folder.mkdir(parents=True, exist_ok=True)
         self._model.save_pretrained(folder / "encoder")
         self._tokenizer.save_pretrained(folder / "encoder")
-        joblib.dump(self._head, folder / "head.joblib")
+        self._head.save(folder / "head.json")
         meta = {"classes": self.classes, "seed": self.seed, "params": self.params.model_dump()}
         (folder / "setfit.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
 
@@ -156,7 +155,7 @@ class SetFitClassifier(TopLayersTrained):
         meta = json.loads((folder / "setfit.json").read_text(encoding="utf-8"))
         clf = cls(cls.Params(**meta["params"]), meta["classes"], meta["seed"])
         clf._tokenizer = AutoTokenizer.from_pretrained(folder / "encoder")
-        clf._model = AutoModel.from_pretrained(folder / "encoder").to(device()).eval()
+        clf._model = AutoModel.from_pretrained(folder / "encoder", use_safetensors=True).to(device()).eval()
         clf._scorer = inference_model(clf._model, clf.params.quantize)
-        clf._head = joblib.load(folder / "head.joblib")
+        clf._head = LogRegHead.load(folder / "head.json")
         return clf

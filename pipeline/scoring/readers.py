@@ -7,11 +7,15 @@ go through `pipeline.segment` — the same segmentation and boilerplate removal 
 
 from __future__ import annotations
 
+import codecs
 import csv
+import errno
 import glob
 import json
+import os
 import re
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
@@ -28,6 +32,11 @@ UNITS = ("paragraph", "document")
 _URL = re.compile(r"^https?://\S+$", re.I)
 _CHARSET = re.compile(rb"""<meta[^>]+charset=["']?([\w.:-]+)""", re.I)
 _MD_MARKUP = re.compile(r"^\s{0,3}(#{1,6}\s+|>\s?)", re.M)
+_UNDECODED = re.compile("[\udc80-\udcff]")  # bytes kept by the surrogateescape error handler
+CSV_FIELD_LIMIT = 64 * 1024 * 1024  # a whole book fits in a cell; the csv default (128 KB) does not fit a long article
+# longest first: the UTF-32 LE BOM starts with the UTF-16 LE one
+_BOMS = [(codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF8, "utf-8-sig"),
+         (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16")]
 
 
 class UsageError(ValueError):
@@ -76,9 +85,10 @@ class Problem:
 
 @dataclass
 class Source:
-    """One discovered input: a local file, or a single URL given on the command line."""
+    """One discovered input: a local file, a single URL given on the command line, or a path
+    found while walking a folder that cannot be read (kind `skipped`, reason in extras)."""
     location: str
-    kind: str  # text | html | table | urls | url
+    kind: str  # text | html | table | urls | url | skipped
     extras: dict = field(default_factory=dict)
 
 
@@ -96,8 +106,8 @@ def _kind(path: Path) -> str:
 def _is_url_list(path: Path) -> bool:
     """A .txt file whose every non-blank, non-comment line is an http(s) URL is a URL list."""
     try:
-        head = path.read_bytes()[:65536].decode("utf-8")
-    except (OSError, UnicodeDecodeError):
+        head = _decode(path.read_bytes()[:65536])
+    except (OSError, ValueError):  # a cut multi-byte character or a bad byte: not a URL list
         return False
     lines = [ln.strip() for ln in head.splitlines() if ln.strip() and not ln.strip().startswith("#")]
     return bool(lines) and all(_URL.match(ln) for ln in lines)
@@ -119,9 +129,13 @@ def discover(inputs: list[str]) -> list[Source]:
             continue
         path = Path(arg)
         if path.is_dir():
-            for found in sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SUPPORTED
-                                and not any(part.startswith(".") for part in p.relative_to(path).parts)):
-                add(str(found), _kind(found))
+            for found, reason in _walk(path):
+                if reason:
+                    if found not in seen:
+                        seen.add(found)
+                        sources.append(Source(found, "skipped", {"reason": reason}))
+                else:
+                    add(found, _kind(Path(found)))
         elif path.is_file():
             if path.suffix.lower() not in SUPPORTED:
                 raise UsageError(f"{arg}: unsupported file type '{path.suffix}' "
@@ -135,6 +149,40 @@ def discover(inputs: list[str]) -> list[Source]:
             for found in files:
                 add(str(found), _kind(found))
     return sources
+
+
+def _walk(folder: Path) -> list[tuple[str, str | None]]:
+    """Supported files under `folder` (sorted, hidden names left out) as (path, None), and what
+    could not be walked as (path, reason): unreadable folders, symlink loops, dangling links.
+    Symlinked folders are not followed, as with Path.rglob."""
+    found: list[tuple[str, str | None]] = []
+
+    def unreadable(err: OSError) -> None:
+        found.append((err.filename or str(folder), f"cannot read folder: {err.strerror or err}"))
+
+    for top, dirs, files in os.walk(folder, onerror=unreadable):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for name in files + [d for d in dirs if os.path.islink(os.path.join(top, d))]:
+            path = Path(top, name)
+            if name.startswith("."):
+                continue
+            if path.is_symlink():
+                try:
+                    target = path.resolve(strict=True)
+                except (RuntimeError, OSError) as err:  # RuntimeError: a loop, before Python 3.13
+                    if isinstance(err, RuntimeError) or err.errno == errno.ELOOP:
+                        found.append((str(path), "symlink loop"))
+                    elif path.suffix.lower() in SUPPORTED:
+                        found.append((str(path), f"broken symlink: {err.strerror or err}"))
+                    continue
+                if target.is_dir():
+                    loop = Path(top).resolve().is_relative_to(target)
+                    found.append((str(path), "symlink loop (points to an enclosing folder)" if loop
+                                  else "symlinked folder, not followed"))
+                    continue
+            if path.is_file() and path.suffix.lower() in SUPPORTED:
+                found.append((str(path), None))
+    return sorted(found)
 
 
 def count_items(sources: list[Source], options: ReadOptions) -> int:
@@ -163,31 +211,40 @@ def read_sources(sources: list[Source], options: ReadOptions) -> Iterator[Docume
     """Documents and problems in input order; row ids must be unique across the run (they key --resume)."""
     seen: dict[str, str] = {}
     for source in sources:
-        if source.kind == "url":
-            yield from _read_urls([(None, source.location)], source.location, options)
+        if source.kind == "skipped":
+            yield Problem(source.location, source.extras["reason"])
             continue
-        path = Path(source.location)
         try:
-            if source.kind == "table":
-                yield from _read_table(path, options, seen)
+            if source.kind == "url":
+                yield from _read_urls([(None, source.location)], source.location, options)
+            elif source.kind == "table":
+                yield from _read_table(Path(source.location), options, seen)
             else:
                 reader = {"text": _read_text_file, "html": _read_html_file, "urls": _read_url_list}[source.kind]
-                yield from reader(path, options)
+                yield from reader(Path(source.location), options)
         except OSError as err:
-            yield Problem(str(path), f"cannot read: {err.strerror or err}")
+            yield Problem(source.location, f"cannot read: {err.strerror or err}")
+        except Exception as err:  # any failure reading one input skips (the rest of) that input only
+            yield Problem(source.location, f"cannot read: {type(err).__name__}: {err}")
 
 
 # ---------------------------------------------------------------------------- documents
 
+def _bom_encoding(data: bytes) -> str | None:
+    return next((encoding for bom, encoding in _BOMS if data.startswith(bom)), None)
+
+
 def _check_bytes(path: Path, data: bytes) -> str | None:
     if not data.strip():
         return "empty file"
-    if b"\x00" in data[:8192]:
+    if b"\x00" in data[:8192] and _bom_encoding(data) not in ("utf-16", "utf-32"):
         return "binary file (contains NUL bytes)"
     return None
 
 
 def _decode(data: bytes, encoding: str = "utf-8-sig") -> str:
+    """Text by its byte-order mark if it has one (UTF-8/16/32), else by `encoding`."""
+    encoding = _bom_encoding(data) or encoding
     try:
         return data.decode(encoding)
     except UnicodeDecodeError as err:
@@ -287,6 +344,9 @@ def _read_table(path: Path, options: ReadOptions, seen: dict[str, str]) -> Itera
         return
     with path.open("rb") as handle:
         head = handle.read(8192)
+    if suffix == ".csv" and _bom_encoding(head) in ("utf-16", "utf-32"):
+        yield Problem(str(path), "UTF-16/32 CSV is not supported: save it as UTF-8")
+        return
     if reason := _check_bytes(path, head):
         yield Problem(str(path), reason)
         return
@@ -313,25 +373,69 @@ def _read_jsonl(path: Path, options: ReadOptions, seen: dict) -> Iterator[Docume
 
 
 def _read_csv(path: Path, options: ReadOptions, seen: dict) -> Iterator[Document | Problem]:
-    with path.open("r", encoding="utf-8-sig", errors="strict", newline="") as handle:
-        reader = csv.DictReader(handle)
-        try:
-            header = reader.fieldnames or []
-            missing = [c for c in (options.id_col, options.text_col) if c not in header]
-            if missing:
-                yield Problem(str(path), f"missing column(s) {', '.join(map(repr, missing))} "
-                                         f"(columns: {', '.join(header)})", 1)
+    """Rows are checked one by one: a bad row (undecodable bytes, a broken quote, a wrong field
+    count) is reported at its line and the next row is read as usual."""
+    csv.field_size_limit(max(csv.field_size_limit(), CSV_FIELD_LIMIT))
+    with path.open("rb") as handle:
+        lines = ((n, raw.removeprefix(codecs.BOM_UTF8) if n == 1 else raw) for n, raw in enumerate(handle, 1))
+        records = csv_records((n, raw.decode("utf-8", "surrogateescape")) for n, raw in lines)
+        header: list[str] | None = None
+        for number, fields, error in records:
+            if error is None and any(_UNDECODED.search(value) for value in fields):
+                error = "not valid UTF-8 (is the file in another encoding, e.g. Latin-1? save it as UTF-8)"
+            if header is None:
+                if error:
+                    yield Problem(str(path), f"header: {error}", number)
+                    return
+                header = fields
+                missing = [c for c in (options.id_col, options.text_col) if c not in header]
+                if missing:
+                    yield Problem(str(path), f"missing column(s) {', '.join(map(repr, missing))} "
+                                             f"(columns: {', '.join(header)})", number)
+                    return
+            elif error:
+                yield Problem(str(path), error, number)
+            elif fields and len(fields) != len(header):
+                yield Problem(str(path), f"malformed row: {len(fields)} fields, the header has {len(header)}",
+                              number)
+            elif fields:
+                yield _row_document(path, number, dict(zip(header, fields)), options, seen)
+
+
+def csv_records(lines: Iterator[tuple[int, str]]) -> Iterator[tuple[int, list[str], str | None]]:
+    """(first line number, fields, error) per CSV record of numbered physical lines.
+
+    Strict parsing, so a stray or unbalanced quote is an error rather than a cell that silently
+    swallows the rows after it. A record that fails is reported at its first line, and parsing
+    resumes on the line after it.
+    """
+    replay: deque[tuple[int, str]] = deque()
+    consumed: list[tuple[int, str]] = []
+
+    def feed() -> Iterator[str]:
+        while True:
+            item = replay.popleft() if replay else next(lines, None)
+            if item is None:
                 return
-            for row in reader:
-                if None in row or any(v is None for v in row.values()):
-                    yield Problem(str(path), f"malformed row: number of fields differs from the header's "
-                                             f"{len(header)}", reader.line_num)
-                    continue
-                yield _row_document(path, reader.line_num, row, options, seen)
-        except UnicodeDecodeError as err:
-            yield Problem(str(path), f"not valid UTF-8: {err.reason} (after line {reader.line_num})")
+            consumed.append(item)
+            yield item[1]
+
+    reader = csv.reader(feed(), strict=True)
+    while True:
+        consumed.clear()
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return
         except csv.Error as err:
-            yield Problem(str(path), f"malformed CSV: {err}", reader.line_num)
+            if not consumed:
+                return
+            replay.extendleft(reversed(consumed[1:]))
+            reason = f"unbalanced quote ({err})" if "end of data" in str(err) or "after '\"'" in str(err) else str(err)
+            yield consumed[0][0], [], f"malformed CSV: {reason}"
+            reader = csv.reader(feed(), strict=True)
+            continue
+        yield consumed[0][0], fields, None
 
 
 def _read_parquet(path: Path, options: ReadOptions, seen: dict) -> Iterator[Document | Problem]:
@@ -393,20 +497,24 @@ def _read_urls(lines: list[tuple[int | None, str]], where: str, options: ReadOpt
                 yield Problem(where, f"not an http(s) URL: {url!r}", number)
                 continue
             try:
-                response = fetch(client, url, options.retries)
+                yield _relocate(_read_url(client, url, options), where, number)
             except FetchError as err:
                 yield Problem(where, f"{url}: {err}", number)
-                continue
-            content_type = response.headers.get("content-type", "").lower()
-            body = response.text
-            if not body.strip():
-                yield Problem(where, f"{url}: empty response", number)
-            elif "html" in content_type or body.lstrip()[:1] == "<":
-                yield _relocate(_html_document(url, body, options, url=url), where, number)
-            elif content_type.startswith("text/"):
-                yield _relocate(document_from_text(url, body, options, source=_host(url), url=url), where, number)
-            else:
-                yield Problem(where, f"{url}: unsupported content type '{content_type}'", number)
+            except Exception as err:  # e.g. httpx.InvalidURL for http://host:abc/: this URL only
+                yield Problem(where, f"{url}: {type(err).__name__}: {err}", number)
+
+
+def _read_url(client, url: str, options: ReadOptions) -> Document | Problem:
+    response = fetch(client, url, options.retries)
+    content_type = response.headers.get("content-type", "").lower()
+    body = response.text
+    if not body.strip():
+        return Problem(url, "empty response")
+    if "html" in content_type or body.lstrip()[:1] == "<":
+        return _html_document(url, body, options, url=url)
+    if content_type.startswith("text/"):
+        return document_from_text(url, body, options, source=_host(url), url=url)
+    return Problem(url, f"unsupported content type '{content_type}'")
 
 
 def _relocate(item: Document | Problem, where: str, number: int | None) -> Document | Problem:
