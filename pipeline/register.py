@@ -73,7 +73,8 @@ def register(best_run: dict[str, Any], metric: str, model_name: str, alias: str,
 
 
 def model_card(decision: dict[str, Any], candidates: dict[str, dict[str, Any]], schema: LabelSchema,
-               dataset_summary: dict[str, Any], evaluate_params: dict[str, Any]) -> str:
+               dataset_summary: dict[str, Any], evaluate_params: dict[str, Any],
+               without_cv: list[str] = ()) -> str:
     """MODEL_CARD.md: the comparison table with confidence intervals, and how it was measured."""
     conf = int(evaluate_params["confidence"] * 100)
     lines = [
@@ -96,8 +97,11 @@ def model_card(decision: dict[str, Any], candidates: dict[str, dict[str, Any]], 
         f"- Data: {dataset_summary['paragraphs']} labelled paragraphs from {dataset_summary['articles']} articles "
         "(see data/DATASET_CARD.md for class counts and inter-annotator agreement).",
         f"- Protocol: {evaluate_params['n_repeats']} x repeated stratified {evaluate_params['n_splits']}-fold "
-        "cross-validation **grouped by article** (no paragraph of a test article is in training; fewer folds "
-        "when a task has fewer articles).",
+        f"cross-validation **grouped by {evaluate_params.get('group_by', 'article')}** (no group is in both "
+        "training and test; fewer folds when a task has fewer groups).",
+        *[f"- Note ({family}): {note}" for family, m in candidates.items() for note in m.get("evaluation_notes", [])],
+        *[f"- {family}: trained without cross-validation (n_splits: 0 or --no-cv), so no CV estimate exists; "
+          "it is not compared or registered." for family in without_cv],
         f"- Macro-F1 is the mean over repeats of out-of-fold macro-F1; the {conf}% interval is a percentile "
         f"bootstrap over paragraphs ({evaluate_params['n_bootstrap']} resamples).",
         "- ECE: expected calibration error of the top-class probability (10 bins), raw and after temperature "

@@ -16,7 +16,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from pipeline.config import Params
+from pipeline.config import ConfigError, Params
 from pipeline.evaluate import confusion_rows, cross_validate, n_folds, out_of_fold_frame, summarize
 from pipeline.model import StanceModel
 from pipeline.models import build_classifier, settle_quantization
@@ -42,19 +42,52 @@ def distinct_texts(texts: list[str], n: int) -> list[str]:
     return [f"{texts[i % len(texts)]} ({i})" for i in range(n)] if texts else []
 
 
-def cv_steps(frame: pd.DataFrame, schema: LabelSchema, params: Params) -> int:
-    """How many fits cross-validation makes (for the progress bar)."""
-    total = 0
+def group_values(frame: pd.DataFrame, group_by: str) -> pd.Series:
+    """The CV groups: the `evaluate.group_by` column of the dataset (`id` is the paragraph id)."""
+    column = "paragraph_id" if group_by == "id" else group_by
+    if column not in frame.columns:
+        raise ConfigError(f"params.yaml: field 'evaluate.group_by': no column '{group_by}' in the dataset "
+                          f"(have: id, {', '.join(c for c in frame.columns if c != 'paragraph_id')})")
+    return frame[column].astype(str)
+
+
+def fold_plan(frame: pd.DataFrame, schema: LabelSchema, params: Params, cv: bool = True) -> tuple[dict[str, int], list[str]]:
+    """Folds per task (0: no CV for that task) and a note for each task that gets fewer than asked."""
+    asked = params.evaluate.n_splits if cv else 0
+    plan: dict[str, int] = {}
+    notes: list[str] = []
+    if asked == 0:
+        return {task: 0 for task in schema.task_names}, [
+            "No cross-validation (n_splits: 0 or --no-cv): the final model was fitted on every label and "
+            "no CV estimate exists."]
+    groups = group_values(frame, params.evaluate.group_by)
     for task in schema.task_names:
-        rows = frame[frame[task] >= 0]
-        total += n_folds(rows[task].to_numpy(), rows["article"].to_numpy(), params.evaluate.n_splits)
-    return total * params.evaluate.n_repeats
+        labelled = frame[task] >= 0
+        n_groups = groups[labelled].nunique()
+        plan[task] = n_folds(frame.loc[labelled, task].to_numpy(), groups[labelled].to_numpy(), asked)
+        if n_groups < 2:
+            plan[task] = 0
+            notes.append(f"{task}: {n_groups} group(s) by '{params.evaluate.group_by}' among its labelled "
+                         f"paragraphs, so no cross-validation is possible: no CV estimate for this task "
+                         f"(set evaluate.group_by to a finer column, e.g. id).")
+        elif n_groups < asked:
+            notes.append(f"{task}: only {n_groups} groups by '{params.evaluate.group_by}' for n_splits={asked}: "
+                         f"cross-validated with {n_groups} folds instead.")
+    return plan, notes
+
+
+def cv_steps(plan: dict[str, int], params: Params) -> int:
+    """How many fits cross-validation makes (for the progress bar)."""
+    return sum(plan.values()) * params.evaluate.n_repeats
 
 
 def evaluate_and_fit(frame: pd.DataFrame, schema: LabelSchema, family: str, params: Params,
-                     on_fold: Callable[[], None] | None = None) -> TrainResult:
-    """Grouped repeated CV per task, then a final fit on every label with CV-fitted temperatures."""
+                     on_fold: Callable[[], None] | None = None, cv: bool = True) -> TrainResult:
+    """Grouped repeated CV per task (where the fold plan allows), then a final fit on every label with
+    CV-fitted temperatures. Without CV a task's metrics hold only its label count and `cv: false`."""
     hyperparams = params.models.get(family, {})
+    plan, notes = fold_plan(frame, schema, params, cv)
+    groups = group_values(frame, params.evaluate.group_by) if any(plan.values()) else None
     metrics: dict[str, Any] = {}
     confusion: dict[str, list[dict]] = {}
     data: dict[str, tuple[list[str], list[str]]] = {}
@@ -64,14 +97,18 @@ def evaluate_and_fit(frame: pd.DataFrame, schema: LabelSchema, family: str, para
         rows = frame[frame[task] >= 0]
         classes = schema.labels(task)
         y = rows[task].to_numpy()
-        cv = cross_validate(lambda: build_classifier(family, hyperparams, classes, params.seed),
-                            rows["text"].tolist(), y, rows["article"].to_numpy(), classes,
-                            params.evaluate.n_splits, params.evaluate.n_repeats, params.seed, on_fold)
-        e = params.evaluate
-        metrics[task] = summarize(cv, e.n_bootstrap, e.confidence, e.calibration_bins, params.seed)
-        confusion[task] = confusion_rows(cv, rows["paragraph_id"].tolist())
-        out_of_fold.append(out_of_fold_frame(cv, rows, task, metrics[task]["temperature_used"]))
         data[task] = (rows["text"].tolist(), [classes[i] for i in y])
+        if not plan[task]:
+            metrics[task] = {"cv": False, "n": int(len(y)), "temperature_used": False}
+            continue
+        result = cross_validate(lambda: build_classifier(family, hyperparams, classes, params.seed),
+                                rows["text"].tolist(), y, groups[rows.index].to_numpy(), classes,
+                                plan[task], params.evaluate.n_repeats, params.seed, on_fold)
+        e = params.evaluate
+        metrics[task] = {"cv": True, "folds": plan[task],
+                         **summarize(result, e.n_bootstrap, e.confidence, e.calibration_bins, params.seed)}
+        confusion[task] = confusion_rows(result, rows["paragraph_id"].tolist())
+        out_of_fold.append(out_of_fold_frame(result, rows, task, metrics[task]["temperature_used"]))
     cv_seconds = time.perf_counter() - cv_start
 
     fit_start = time.perf_counter()
@@ -87,14 +124,19 @@ def evaluate_and_fit(frame: pd.DataFrame, schema: LabelSchema, family: str, para
     model.predict_proba(timing_texts)
     score_seconds = time.perf_counter() - score_start
 
-    metrics["macro_f1"] = round(float(np.mean([metrics[t]["macro_f1"] for t in schema.task_names])), 4)
+    estimated = [metrics[t]["macro_f1"] for t in schema.task_names if metrics[t]["cv"]]
+    # the mean over tasks exists only when every task has a CV estimate
+    metrics["macro_f1"] = round(float(np.mean(estimated)), 4) if len(estimated) == len(schema.task_names) else None
+    metrics["evaluation_notes"] = notes
     metrics["cv_seconds"] = round(cv_seconds, 2)
     metrics["train_seconds"] = round(fit_seconds, 2)
     metrics["score_paragraphs_per_second"] = round(len(timing_texts) / max(score_seconds, 1e-9), 1)
     if int8:
         metrics["int8_agreement"] = int8
     return TrainResult(model=model, metrics=metrics, confusion=confusion,
-                       out_of_fold=pd.concat(out_of_fold, ignore_index=True))
+                       out_of_fold=pd.concat(out_of_fold, ignore_index=True) if out_of_fold else pd.DataFrame(
+                           columns=["paragraph_id", "source", "task", "gold", "predicted", "confidence", "scores",
+                                    "text"]))
 
 
 def write_outputs(result: TrainResult, family: str, model_dir: Path, metrics_dir: Path, plots_dir: Path) -> None:
@@ -109,7 +151,7 @@ def write_outputs(result: TrainResult, family: str, model_dir: Path, metrics_dir
     (metrics_dir / f"{family}.json").write_text(json.dumps(scalar, indent=2) + "\n", encoding="utf-8")
     for kind in ("confusion", "reliability"):
         (plots_dir / family / kind).mkdir(parents=True, exist_ok=True)
-    for task, rows in result.confusion.items():
+    for task, rows in result.confusion.items():  # tasks without CV have no plots
         pd.DataFrame(rows).to_csv(plots_dir / family / "confusion" / f"{task}.csv", index=False)
         pd.DataFrame(result.metrics[task]["reliability"]).to_csv(
             plots_dir / family / "reliability" / f"{task}.csv", index=False)
@@ -127,11 +169,14 @@ def log_run(result: TrainResult, family: str, params: Params, model_dir: Path, p
         mlflow.log_params({"family": family, "seed": params.seed,
                            **{f"evaluate.{k}": v for k, v in params.evaluate.model_dump().items()},
                            **{f"model.{k}": v for k, v in params.models.get(family, {}).items()}})
-        flat = {"macro_f1": result.metrics["macro_f1"], "cv_seconds": result.metrics["cv_seconds"],
-                "train_seconds": result.metrics["train_seconds"],
+        flat = {"cv_seconds": result.metrics["cv_seconds"], "train_seconds": result.metrics["train_seconds"],
                 "score_paragraphs_per_second": result.metrics["score_paragraphs_per_second"]}
+        if result.metrics["macro_f1"] is not None:
+            flat["macro_f1"] = result.metrics["macro_f1"]
         for task in result.model.schema.task_names:
             m = result.metrics[task]
+            if not m["cv"]:
+                continue
             for key in ("macro_f1", "macro_f1_ci_low", "macro_f1_ci_high", "accuracy", "ece_uncalibrated",
                         "ece_calibrated", "ece", "temperature_fitted"):
                 flat[f"{task}.{key}"] = m[key]
