@@ -25,7 +25,7 @@ EXAMPLE = REPO / "examples" / "stance_tweets"
 
 def stance(root: Path, *args: str) -> subprocess.CompletedProcess:
     """One `stance` command in `root`, as a user runs it (a new process, cwd = the project)."""
-    env = {**os.environ, "PYTHONPATH": str(REPO), "STANCE_ROOT": str(root),
+    env = {**os.environ, "PYTHONPATH": str(REPO), "STANCE_ROOT": str(root), "COLUMNS": "1000",
            "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}"}
     return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], cwd=root, env=env,
                           capture_output=True, text=True, timeout=900)
