@@ -111,7 +111,8 @@ def read_document(path: Path) -> str:
 
 
 def read_table(path: Path) -> list[tuple[int, dict]]:
-    """(line or row number, row) for every row of a .jsonl/.csv/.parquet file; a missing `text`
+    """(line or row number, row) for every row of a .jsonl/.csv/.parquet file (Parquet: only the known
+    columns); a missing `text`
     column, malformed JSON or undecodable bytes are errors naming the file and line."""
     suffix = path.suffix.lower()
     if suffix == ".parquet":
@@ -193,8 +194,11 @@ def ingest_folder(raw_dir: Path, params: IngestParams,
     for path in discover(raw_dir):
         name = path.relative_to(raw_dir).as_posix()
         drops: Counter = Counter()
+        ignored: list[str] = []
         if path.suffix.lower() in TABLE_SUFFIXES:
-            found = table_records(name, iter(read_table(path)), topic_groups, drops)
+            table = read_table(path)
+            ignored = sorted({str(c) for _, row in table for c in row} - set(TABLE_COLUMNS))
+            found = table_records(name, iter(table), topic_groups, drops)
         else:
             found = paragraph_records(name, read_document(path), params, topic_groups, drops)
         kept = [r for r in found if r["paragraph_id"] not in taken]
@@ -202,6 +206,8 @@ def ingest_folder(raw_dir: Path, params: IngestParams,
         taken.update(r["paragraph_id"] for r in kept)
         rows.extend(kept)
         report[name] = {"kept": len(kept), **{reason: drops[reason] for reason in DROP_REASONS}}
+        if ignored:
+            report[name]["ignored_columns"] = ignored
     return pd.DataFrame(rows, columns=COLUMNS), report
 
 
@@ -210,7 +216,9 @@ def describe_drops(report: dict[str, dict[str, int]]) -> list[str]:
     lines = []
     for name, counts in report.items():
         dropped = ", ".join(f"{counts[r]} {r.replace('_', ' ')}" for r in DROP_REASONS if counts.get(r))
-        lines.append(f"{name}: {counts['kept']} kept" + (f"; dropped {dropped}" if dropped else ""))
+        lines.append(f"{name}: {counts['kept']} kept" + (f"; dropped {dropped}" if dropped else "")
+                     + (f"; ignored column(s) {', '.join(counts['ignored_columns'])}"
+                        if counts.get("ignored_columns") else ""))
     return lines
 
 

@@ -45,10 +45,11 @@ def test_tables_become_paragraphs_as_they_are_with_user_ids_groups_and_a_drop_re
     assert frame["on_topic"].all()  # no topic terms: nothing is off-topic
     hashed = frame[frame["source"] == "b.jsonl"]
     assert len(hashed) == 2 and hashed["date"].tolist()[0] == "2024-01-02"
-    assert report["a.csv"] == {"kept": 2, "too_short": 0, "boilerplate": 0, "heading": 0, "duplicate": 1, "empty": 1}
+    assert report["a.csv"] == {"kept": 2, "too_short": 0, "boilerplate": 0, "heading": 0, "duplicate": 1, "empty": 1,
+                               "ignored_columns": ["target"]}
     assert report["b.jsonl"]["duplicate"] == 1 and report["c.parquet"] == {**report["c.parquet"], "kept": 1,
                                                                            "duplicate": 1}
-    assert "a.csv: 2 kept; dropped 1 duplicate, 1 empty" in describe_drops(report)
+    assert "a.csv: 2 kept; dropped 1 duplicate, 1 empty; ignored column(s) target" in describe_drops(report)
     write_paragraphs(frame, tmp_path / "p.parquet", report)
     assert load_drop_report(tmp_path / "p.parquet") == report
 

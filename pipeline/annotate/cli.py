@@ -14,7 +14,7 @@ from rich.table import Table
 
 from pipeline.annotate.formats import FORMATS
 from pipeline.annotate.project import Project
-from pipeline.config import ConfigError, load_params
+from pipeline.config import ConfigError, EvaluateParams, load_params
 from pipeline.labels import Adjudication
 
 console = Console()
@@ -248,7 +248,8 @@ def suspicious(family: Annotated[str, typer.Option(help="model family for out-of
         bar = progress.add_task("cross-validating per task", total=len(project.schema.task_names))
         try:
             rows = suspicious_labels(annotations, adjudications, paragraphs, project.schema, family,
-                                     params.models.get(family, {}), params.seed, params.evaluate.n_splits,
+                                     params.models.get(family, {}), params.seed,
+                                     params.evaluate.n_splits or EvaluateParams().n_splits,  # 0 = no CV for training only
                                      advance=lambda: progress.advance(bar))
         except (ValueError, ConfigError) as err:
             _fail(err)
