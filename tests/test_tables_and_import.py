@@ -5,17 +5,15 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 
 from pipeline.annotate.formats import ParagraphIndex, import_labels
-from pipeline.config import ConfigError, IngestParams, Params, load_params
+from pipeline.config import ConfigError, IngestParams, Params
 from pipeline.ingest import describe_drops, ingest_folder, load_drop_report, write_paragraphs
 from pipeline.labels import LabelFileError
-from pipeline.schema import LabelSchema, load_schema
+from pipeline.schema import load_schema
 from pipeline.segment import segment_text
 from pipeline.train import evaluate_and_fit, fold_plan
 from test_issue12_contract import EXAMPLE, stance
@@ -160,22 +158,22 @@ def test_prodigy_and_doccano_match_by_text_too():
 
 
 def test_import_cli_names_undecodable_files_and_exits_1_on_unmatched_rows(tmp_path):
-    shutil_root = tmp_path / "p"
-    (shutil_root / "data" / "raw").mkdir(parents=True)
-    (shutil_root / "labels").mkdir()
-    (shutil_root / "params.yaml").write_text("seed: 1\n", encoding="utf-8")
-    (shutil_root / "labels" / "schema.yaml").write_text((EXAMPLE / "schema.yaml").read_text(), encoding="utf-8")
-    (shutil_root / "data" / "raw" / "posts.csv").write_text("id,text\nt1,Bike lanes are great.\n", encoding="utf-8")
-    assert stance(shutil_root, "ingest").returncode == 0
+    root = tmp_path / "p"
+    (root / "data" / "raw").mkdir(parents=True)
+    (root / "labels").mkdir()
+    (root / "params.yaml").write_text("seed: 1\n", encoding="utf-8")
+    (root / "labels" / "schema.yaml").write_text((EXAMPLE / "schema.yaml").read_text(), encoding="utf-8")
+    (root / "data" / "raw" / "posts.csv").write_text("id,text\nt1,Bike lanes are great.\n", encoding="utf-8")
+    assert stance(root, "ingest").returncode == 0
     bad = tmp_path / "latin1.csv"
     bad.write_bytes("id,task,label\nt1,bike_lanes,caf\xe9\n".encode("latin-1"))
-    done = stance(shutil_root, "labels", "import", "--format", "csv", str(bad), "--annotator", "gold")
+    done = stance(root, "labels", "import", "--format", "csv", str(bad), "--annotator", "gold")
     assert done.returncode == 2 and "latin1.csv: not UTF-8" in done.stderr
     mixed = tmp_path / "mixed.csv"
     mixed.write_text("id,task,label\nt1,bike_lanes,FAVOR\nt9,bike_lanes,none\n", encoding="utf-8")
-    done = stance(shutil_root, "labels", "import", "--format", "csv", str(mixed), "--annotator", "gold")
+    done = stance(root, "labels", "import", "--format", "csv", str(mixed), "--annotator", "gold")
     assert done.returncode == 1 and "mixed.csv:3: no paragraph with id 't9'" in done.stderr
-    saved = (shutil_root / "labels" / "annotations.jsonl").read_text(encoding="utf-8")
+    saved = (root / "labels" / "annotations.jsonl").read_text(encoding="utf-8")
     assert json.loads(saved.split("\n")[0])["label"] == "favor"
 
 
