@@ -52,7 +52,13 @@ def group_values(frame: pd.DataFrame, group_by: str) -> pd.Series:
 
 
 def fold_plan(frame: pd.DataFrame, schema: LabelSchema, params: Params, cv: bool = True) -> tuple[dict[str, int], list[str]]:
-    """Folds per task (0: no CV for that task) and a note for each task that gets fewer than asked."""
+    """Folds per task (0: no CV for that task) and a note for each task that gets fewer than asked.
+    A task whose labels hold fewer than two classes cannot be trained: a ConfigError naming it."""
+    for task in schema.task_names:
+        found = frame.loc[frame[task] >= 0, task].nunique()
+        if found < 2:
+            raise ConfigError(f"task '{task}': gold labels of {found} class(es) in the dataset; a model needs "
+                              "at least two (label more paragraphs for it, or remove the task from the schema)")
     asked = params.evaluate.n_splits if cv else 0
     plan: dict[str, int] = {}
     notes: list[str] = []

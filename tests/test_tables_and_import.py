@@ -192,13 +192,17 @@ def _params(**evaluate) -> Params:
 
 
 def test_fold_plan_falls_back_to_the_groups_there_are_and_says_so():
-    plan, notes = fold_plan(_frame(["a", "b", "c"] * 4), SCHEMA, _params(n_splits=5))
+    one_article = [{0: 0, 3: 1}.get(i % 6, -1) for i in range(12)]  # rows 0, 3, 6, 9: all in article a
+    frame = _frame(["a", "b", "c"] * 4).assign(four_day_week=one_article, school_phones=lambda f: f["bike_lanes"])
+    plan, notes = fold_plan(frame, SCHEMA, _params(n_splits=5))
     assert plan["bike_lanes"] == 3 and "only 3 groups by 'article' for n_splits=5" in notes[0]
-    assert plan["four_day_week"] == 0 and "no CV estimate for this task" in notes[1]
-    plan, _ = fold_plan(_frame(["a"] * 12), SCHEMA, _params(n_splits=5, group_by="id"))
+    assert plan["four_day_week"] == 0 and "no CV estimate for this task" in notes[1]  # its labels: article a only
+    plan, _ = fold_plan(frame.assign(article="a"), SCHEMA, _params(n_splits=5, group_by="id"))
     assert plan["bike_lanes"] == 5
     with pytest.raises(ConfigError, match="evaluate.group_by': no column 'outlet'"):
-        fold_plan(_frame(["a"] * 12), SCHEMA, _params(group_by="outlet"))
+        fold_plan(frame, SCHEMA, _params(group_by="outlet"))
+    with pytest.raises(ConfigError, match="task 'four_day_week': gold labels of 0 class"):
+        fold_plan(_frame(["a"] * 12), SCHEMA, _params(), cv=False)
     with pytest.raises(ValueError, match="n_splits must be 0"):
         _params(n_splits=1)
 
