@@ -25,20 +25,25 @@ def _root() -> None:
 
 @app.command()
 def ingest(
-    files: Annotated[Optional[list[Path]], typer.Argument(help="new pages to add to the raw corpus first")] = None,
+    files: Annotated[Optional[list[Path]], typer.Argument(help="new pages or tables to add to the raw corpus first")] = None,
 ) -> None:
-    """Segment every page under the raw folder into data/paragraphs.parquet."""
+    """Paragraphs from every page (.txt .md .html) and table (.jsonl .csv .parquet: one row, one paragraph)
+    under the raw folder -> data/paragraphs.parquet; prints what each file kept and dropped, and why."""
+    from pipeline.schema import load_schema
+
     params = load_params().ingest
     raw_dir = resolve(params.raw_dir)
     try:
+        topic_groups = load_schema().topic_groups
         added = ingest_stage.add_documents(files or [], raw_dir)
-        frame = ingest_stage.ingest_folder(raw_dir, params)
+        frame, report = ingest_stage.ingest_folder(raw_dir, params, topic_groups)
     except ConfigError as err:
-        console.print(f"[red]error:[/red] {err}")
-        raise typer.Exit(2) from None
-    ingest_stage.write_paragraphs(frame, resolve(params.paragraphs))
-    console.print(f"added {len(added)} file(s); {len(frame)} paragraphs from {frame['source'].nunique()} "
-                  f"sources ({int(frame['on_topic'].sum())} on-topic) -> {params.paragraphs}")
+        _fail(err)
+    ingest_stage.write_paragraphs(frame, resolve(params.paragraphs), report)
+    for line in ingest_stage.describe_drops(report):
+        console.print(line, highlight=False, markup=False)
+    console.print(f"added {len(added)} file(s); {len(frame)} paragraphs from {len(report)} files "
+                  f"({int(frame['on_topic'].sum())} on-topic) -> {params.paragraphs}")
 
 
 def _fail(err: Exception) -> None:
@@ -59,6 +64,7 @@ def dataset() -> None:
         paragraphs = ingest_stage.load_paragraphs(resolve(params.ingest.paragraphs))
         frame, summary = dataset_stage.build(paragraphs, resolve(params.labels.annotations),
                                              resolve(params.labels.adjudications), schema)
+        summary["ingest"] = ingest_stage.load_drop_report(resolve(params.ingest.paragraphs))
     except (ConfigError, LabelFileError) as err:
         _fail(err)
     dataset_stage.write(frame, summary, schema, resolve(params.dataset.out_dir), resolve(params.dataset.card))
@@ -70,8 +76,10 @@ def dataset() -> None:
 def train(
     family: Annotated[str, typer.Option(help="model family: a key of `models` in params.yaml")] = "tfidf_lr",
     log_mlflow: Annotated[bool, typer.Option("--mlflow/--no-mlflow", help="log the run to MLflow")] = True,
+    no_cv: Annotated[bool, typer.Option("--no-cv", help="skip cross-validation: fit the final model only "
+                                                        "(as evaluate.n_splits: 0); no CV estimate")] = False,
 ) -> None:
-    """Cross-validate a model family, fit it on all labels, save it and log the run."""
+    """Cross-validate a model family (grouped by evaluate.group_by), fit it on all labels, save it and log the run."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from pipeline import train as train_stage
@@ -85,15 +93,23 @@ def train(
     set_seed(params.seed)
     schema = load_schema()
     frame = load_frame(resolve(params.dataset.out_dir))
+    try:
+        plan, notes = train_stage.fold_plan(frame, schema, params, cv=not no_cv)
+    except ConfigError as err:
+        _fail(err)
+    for note in notes:
+        console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=console) as progress:
-        bar = progress.add_task(f"cross-validating {family}", total=train_stage.cv_steps(frame, schema, family, params))
-        result = train_stage.evaluate_and_fit(frame, schema, family, params, lambda: progress.advance(bar))
+        bar = progress.add_task(f"cross-validating {family}", total=train_stage.cv_steps(frame, schema, family, params, plan))
+        result = train_stage.evaluate_and_fit(frame, schema, family, params, lambda: progress.advance(bar),
+                                              cv=not no_cv)
     root = resolve(".")
     model_dir = root / "models" / family
     train_stage.write_outputs(result, family, model_dir, root / "metrics" / "train", root / "plots")
     summary = ", ".join(f"{t} {result.metrics[t]['macro_f1']:.3f} [{result.metrics[t]['macro_f1_ci_low']:.3f}, "
-                        f"{result.metrics[t]['macro_f1_ci_high']:.3f}]" for t in schema.task_names)
+                        f"{result.metrics[t]['macro_f1_ci_high']:.3f}]" if result.metrics[t]["cv"]
+                        else f"{t} no CV estimate" for t in schema.task_names)
     console.print(f"{family}: macro-F1 {summary}")
     if log_mlflow:
         run = train_stage.log_run(result, family, params, model_dir, root / "plots", frame["text"].tolist())
@@ -117,6 +133,11 @@ def register() -> None:
             candidates[family] = json.loads(metrics_file.read_text(encoding="utf-8"))
             runs[family] = json.loads(run_file.read_text(encoding="utf-8"))
     metric = params.registry.metric
+    without_cv = sorted(f for f, m in candidates.items() if m.get(metric) is None)
+    for family in without_cv:
+        console.print(f"[yellow]note:[/yellow] {family} has no CV estimate (trained with n_splits: 0 or --no-cv); "
+                      "it is not compared or registered")
+        candidates.pop(family)
     try:
         best = register_stage.select_best(candidates, metric)
     except ValueError as err:
@@ -125,7 +146,8 @@ def register() -> None:
     evaluation = register_stage.evaluation_key(summary, params.evaluate.model_dump())
     decision = register_stage.register(runs[best], metric, params.registry.model_name, params.registry.alias,
                                        candidates, evaluation)
-    card = register_stage.model_card(decision, candidates, load_schema(), summary, params.evaluate.model_dump())
+    card = register_stage.model_card(decision, candidates, load_schema(), summary, params.evaluate.model_dump(),
+                                     without_cv)
     register_stage.write_outputs(decision, card, root / "metrics" / "champion.json", root / "MODEL_CARD.md")
     console.print(decision["reason"])
 

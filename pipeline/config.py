@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 
 class ConfigError(ValueError):
@@ -27,12 +27,16 @@ class _Strict(BaseModel):
 class IngestParams(_Strict):
     raw_dir: str = "data/raw"
     paragraphs: str = "data/paragraphs.parquet"
-    min_words: int = Field(12, ge=1, description="shorter blocks are never body paragraphs")
+    min_words: int = Field(12, ge=1, description="pages only: shorter blocks are never body paragraphs")
     authored_dir: str = Field("authored", description="pages under raw_dir/<this>/ were written by the team")
-    topic_groups: dict[str, list[str]] = Field(
-        default_factory=dict,
-        description="an article is on-topic when it mentions a term of every group",
-    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _topic_moved(cls, raw: Any) -> Any:
+        if isinstance(raw, dict) and "topic_groups" in raw:
+            raise ValueError("'topic_groups' moved to the `topic:` block of labels/schema.yaml "
+                             "(the domain's terms live beside its tasks)")
+        return raw
 
 
 class LabelsParams(_Strict):
@@ -47,7 +51,9 @@ class DatasetParams(_Strict):
 
 
 class EvaluateParams(_Strict):
-    n_splits: int = Field(5, ge=2)
+    n_splits: int = Field(5, ge=0, description="0: no cross-validation, fit the final model only")
+    group_by: str = Field("article", min_length=1,
+                          description="dataset column whose values CV keeps together: article, group, id, source")
     n_repeats: int = Field(3, ge=1)
     n_repeats_by_family: dict[str, int] = Field(
         default_factory=dict, description="fewer repeats for families whose every fit costs minutes")
@@ -62,6 +68,12 @@ class EvaluateParams(_Strict):
 
     def repeats(self, family: str) -> int:
         return self.n_repeats_by_family.get(family, self.n_repeats)
+
+    @model_validator(mode="after")
+    def _no_single_fold(self) -> "EvaluateParams":
+        if self.n_splits == 1:
+            raise ValueError("n_splits must be 0 (no cross-validation) or at least 2")
+        return self
 
 
 class RegisterParams(_Strict):

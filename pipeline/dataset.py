@@ -1,8 +1,10 @@
 """Stage `dataset`: paragraphs + label files -> a Hugging Face dataset and its card.
 
 One row per paragraph that has a gold label for at least one task; a task without a
-gold label for that paragraph holds -1 (ClassLabel's "no label"). The `article`
-column ("source#article_index") is the group for cross-validation.
+gold label for that paragraph holds -1 (ClassLabel's "no label"), so partial labels (a
+paragraph labelled on some tasks only) are supported: each task trains and is evaluated on
+its own labelled rows. The `article` column ("source#article_index") and ingest's `group`
+column are what cross-validation can keep together (`evaluate.group_by`).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from pathlib import Path
 import datasets
 import pandas as pd
 
+from pipeline.ingest import DROP_REASONS
 from pipeline.labels import agreement, conflicts, gold_labels, load_adjudications, load_annotations
 from pipeline.schema import LabelSchema
 
@@ -26,11 +29,12 @@ def build_frame(paragraphs: pd.DataFrame, gold: dict[tuple[str, str], str], sche
     frame["article"] = frame["source"] + "#" + frame["article_index"].astype(str)
     if "origin" not in frame:  # a paragraphs table from before origins were recorded: all real pages
         frame["origin"] = "scraped"
+    frame["group"] = frame["group"].astype(str) if "group" in frame else frame["article"]
     for task in schema.task_names:
         names = schema.labels(task)
         frame[task] = [names.index(gold[(pid, task)]) if (pid, task) in gold else MISSING
                        for pid in frame["paragraph_id"]]
-    columns = ["paragraph_id", "source", "origin", "article", "on_topic", "text", *schema.task_names]
+    columns = ["paragraph_id", "source", "origin", "article", "group", "on_topic", "text", *schema.task_names]
     return frame[columns].sort_values("paragraph_id").reset_index(drop=True)
 
 
@@ -40,6 +44,7 @@ def to_hf_dataset(frame: pd.DataFrame, schema: LabelSchema) -> datasets.Dataset:
         "source": datasets.Value("string"),
         "origin": datasets.Value("string"),
         "article": datasets.Value("string"),
+        "group": datasets.Value("string"),
         "on_topic": datasets.Value("bool"),
         "text": datasets.Value("string"),
         **{task: datasets.ClassLabel(names=schema.labels(task)) for task in schema.task_names},
@@ -61,6 +66,7 @@ def summarize(frame: pd.DataFrame, annotations, adjudications, schema: LabelSche
         "articles": int(frame["article"].nunique()),
         "annotators": sorted({a.annotator for a in annotations}),
         "annotations": len(annotations),
+        "labelled_per_task": {task: int((frame[task] >= 0).sum()) for task in schema.task_names},
         "class_counts": class_counts(frame, schema),
         "by_origin": {
             origin: {"paragraphs": int(len(part)), "articles": int(part["article"].nunique()),
@@ -85,6 +91,15 @@ def dataset_card(summary: dict, schema: LabelSchema) -> str:
         f"- Annotations: {summary['annotations']} by annotators {', '.join(summary['annotators'])}",
         f"- Disagreements: {summary['disagreements']} ({summary['disagreements_unresolved']} unresolved)",
         "",
+        "## Labelled paragraphs per task",
+        "",
+        "Partial labels are supported: a paragraph may carry a gold label for some tasks only (the others",
+        "hold -1); each task trains and is evaluated on its own labelled paragraphs.",
+        "",
+        "| task | labelled paragraphs |",
+        "|---|---|",
+        *[f"| {task} | {n} |" for task, n in summary.get("labelled_per_task", {}).items()],
+        "",
         "## Class counts",
         "",
     ]
@@ -108,7 +123,25 @@ def dataset_card(summary: dict, schema: LabelSchema) -> str:
                           for p in a["pairwise"]) or "—"
         lines.append(f"| {task} | {a['items_multiply_annotated']} | {a['percent_agreement']} | "
                      f"{a['krippendorff_alpha']} | {pairs} |")
+    lines += ["", *ingest_report_lines(summary.get("ingest", {}))]
     return "\n".join(lines) + "\n"
+
+
+def ingest_report_lines(report: dict[str, dict[str, int]]) -> list[str]:
+    """The card's section on what `stance ingest` kept and dropped per file."""
+    lines = ["## What ingest kept and dropped", "",
+             "Per raw file: paragraphs kept, and blocks dropped because they were too short (pages only: fewer",
+             "than `ingest.min_words` words; rows of tables are never dropped for length), boilerplate (site",
+             "furniture, credits, link lists, text after an end-of-article marker), headings (kept as titles),",
+             "duplicates (a repeated block, or an id or text already seen) or empty (table rows without text).",
+             ""]
+    if not report:
+        return lines + ["No report: the paragraphs table predates it; re-run `stance ingest`."]
+    lines += [f"| file | kept | {' | '.join(r.replace('_', ' ') for r in DROP_REASONS)} |",
+              "|---|---|" + "---|" * len(DROP_REASONS)]
+    lines += [f"| {name} | {c.get('kept', 0)} | {' | '.join(str(c.get(r, 0)) for r in DROP_REASONS)} |"
+              for name, c in report.items()]
+    return lines
 
 
 def build(paragraphs: pd.DataFrame, annotations_path: Path, adjudications_path: Path,

@@ -97,7 +97,8 @@ def _support(m: dict[str, Any]) -> str:
 
 
 def model_card(decision: dict[str, Any], candidates: dict[str, dict[str, Any]], schema: LabelSchema,
-               dataset_summary: dict[str, Any], evaluate_params: dict[str, Any]) -> str:
+               dataset_summary: dict[str, Any], evaluate_params: dict[str, Any],
+               without_cv: list[str] = ()) -> str:
     """MODEL_CARD.md: every family on the headline metric with CIs and per-class support, the transfer
     score, learning curves, timings, and how each number was measured (all read from the metrics)."""
     e = evaluate_params
@@ -127,8 +128,11 @@ def model_card(decision: dict[str, Any], candidates: dict[str, dict[str, Any]], 
         + ". Class counts and inter-annotator agreement: data/DATASET_CARD.md.",
         f"- **Headline (selects the champion)**: macro-F1 on `{tested}` paragraphs only, by {e['n_repeats']} x "
         + "".join(f"({f}: {n} x) " for f, n in e["n_repeats_by_family"].items())
-        + f"repeated stratified {e['n_splits']}-fold cross-validation **grouped by article**, where only `{tested}` "
-        "articles form test folds and every other article (text the team wrote) is always in training.",
+        + f"repeated stratified {e['n_splits']}-fold cross-validation **grouped by {e['group_by']}**, where only "
+        f"`{tested}` groups form test folds and every other article (text the team wrote) is always in training.",
+        *[f"- Note ({family}): {note}" for family, m in candidates.items() for note in m.get("evaluation_notes", [])],
+        *[f"- {family}: trained without cross-validation (n_splits: 0 or --no-cv), so no CV estimate exists; "
+          "it is not compared or registered." for family in without_cv],
         f"- **Transfer**: train on the other origins only, test once on every `{tested}` paragraph.",
         f"- Every macro-F1 has a {conf}% percentile bootstrap interval over **articles** "
         f"({e['n_bootstrap']} resamples), and per-class support (test examples) is shown beside it.",

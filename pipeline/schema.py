@@ -37,9 +37,17 @@ class TaskDef(BaseModel):
         return list(self.classes)
 
 
+class TopicDef(BaseModel):
+    """What makes a text on-topic for this domain: it mentions at least one term of every group
+    (case-insensitive, whole words). Off-topic texts stay in the corpus, flagged."""
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    groups: dict[str, list[str]] = Field(default_factory=dict)
+
+
 class LabelSchema(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     tasks: dict[str, TaskDef]
+    topic: TopicDef = Field(default_factory=TopicDef, description="no block: nothing is off-topic")
 
     @model_validator(mode="after")
     def _unique_keys(self) -> "LabelSchema":
@@ -57,6 +65,17 @@ class LabelSchema(BaseModel):
 
     def labels(self, task: str) -> list[str]:
         return self.tasks[task].labels
+
+    @property
+    def topic_groups(self) -> dict[str, list[str]]:
+        return self.topic.groups
+
+    def canonical(self, task: str, label: str) -> tuple[str, str]:
+        """(task, label) spelled as in the schema when they match one case-insensitively, else unchanged."""
+        task = next((t for t in self.tasks if t.casefold() == task.casefold()), task)
+        if task in self.tasks:
+            label = next((c for c in self.tasks[task].classes if c.casefold() == label.casefold()), label)
+        return task, label
 
     def check(self, task: str, label: str) -> str | None:
         """None when (task, label) is valid, else a message saying what is wrong."""

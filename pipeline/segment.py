@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections import Counter
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -129,14 +130,19 @@ def _is_title_like(block: str) -> bool:
         and (block[:1].isupper() or block[:1].isdigit())
 
 
+def _is_furniture(text: str) -> bool:
+    """Timestamps, dates, site furniture, credits, author boxes and captions."""
+    return bool(_TIMESTAMP.match(text) or _RELATIVE_TIME.match(text) or _READ_TIME.match(text) or _DATE.match(text)
+                or _FURNITURE.match(text) or _CREDIT.search(text) or _BIO.match(text)
+                or (_CAPTION.search(text) and _words(text) <= 60))
+
+
 def classify(block: str, min_words: int) -> Kind:
     """What one block of page text is, judged on its own."""
     text = _BULLET.sub("", block).strip()
     if not text or _END_MARKER.match(text):
         return Kind.END_MARKER
-    if (_TIMESTAMP.match(text) or _RELATIVE_TIME.match(text) or _READ_TIME.match(text) or _DATE.match(text)
-            or _FURNITURE.match(text) or _CREDIT.search(text) or _BIO.match(text)
-            or (_CAPTION.search(text) and _words(text) <= 60)):
+    if _is_furniture(text):
         return Kind.BOILERPLATE
     if _BULLET.match(block) and _words(text) < min_words:
         return Kind.BOILERPLATE  # "- 3 min read", "- Author Name": metadata bullets
@@ -166,12 +172,28 @@ def _mark_link_lists(kinds: list[Kind], blocks: list[str]) -> list[Kind]:
     return kinds
 
 
-def segment_text(text: str, min_words: int = 12) -> list[Article]:
-    """Split a page into articles holding only their body paragraphs (empty articles dropped)."""
+def drop_reason(block: str, kind: Kind, min_words: int) -> str:
+    """Why a block that is not a body paragraph was left out: boilerplate, too short, or a heading."""
+    text = _BULLET.sub("", block).strip()
+    if kind is Kind.HEADING:
+        return "heading"
+    if kind is Kind.END_MARKER or _is_furniture(text) or _words(text) >= min_words:
+        return "boilerplate"  # furniture, end markers and link lists (long lines in a run of headlines)
+    return "too_short"
+
+
+def segment_text(text: str, min_words: int = 12, drops: Counter | None = None) -> list[Article]:
+    """Split a page into articles holding only their body paragraphs (empty articles dropped).
+
+    `drops`, when given, counts every block left out by reason (see `drop_reason`, plus "duplicate"
+    and "boilerplate" for body text after an end-of-article marker or in an article with no body)."""
+    drops = Counter() if drops is None else drops
     blocks: list[str] = []
     for block in _lines_to_blocks(text):
         if block is not None and (not blocks or block != blocks[-1]):  # repeated title lines
             blocks.append(block)
+        elif block is not None:
+            drops["duplicate"] += 1
     kinds = _mark_link_lists([classify(b, min_words) for b in blocks], blocks)
 
     articles: list[Article] = []
@@ -180,6 +202,8 @@ def segment_text(text: str, min_words: int = 12) -> list[Article]:
     after_heading = False  # was the previous block a heading?
     in_trailer = False  # past an end-of-article marker
     for block, kind in zip(blocks, kinds):
+        if kind is not Kind.BODY:
+            drops[drop_reason(block, kind, min_words)] += 1
         if kind is Kind.HEADING:
             if current is None or in_trailer or not after_body:
                 # Site names come before the headline, a standfirst right after it.
@@ -201,6 +225,10 @@ def segment_text(text: str, min_words: int = 12) -> list[Article]:
             paragraph = _BULLET.sub("", block)
             if normalise(paragraph) not in {normalise(p) for p in current.paragraphs}:
                 current.paragraphs.append(paragraph)
+            else:
+                drops["duplicate"] += 1
+        elif kind is Kind.BODY:
+            drops["boilerplate"] += 1  # body-like text after an end-of-article marker
         after_body = kind is Kind.BODY
     return [a for a in articles if a.paragraphs]
 

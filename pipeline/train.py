@@ -16,7 +16,7 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from pipeline.config import Params
+from pipeline.config import ConfigError, Params
 from pipeline.evaluate import (confusion_rows, cross_validate, headline, learning_curve, n_folds, out_of_fold_frame,
                                summarize, transfer)
 from pipeline.model import StanceModel
@@ -52,26 +52,66 @@ def testable_rows(rows: pd.DataFrame, test_on: list[str]) -> np.ndarray:
     return testable if testable.any() else np.ones(len(rows), dtype=bool)
 
 
-def cv_steps(frame: pd.DataFrame, schema: LabelSchema, family: str, params: Params) -> int:
-    """How many fits evaluation makes (for the progress bar)."""
+def group_values(frame: pd.DataFrame, group_by: str) -> pd.Series:
+    """The CV groups: the `evaluate.group_by` column of the dataset (`id` is the paragraph id)."""
+    column = "paragraph_id" if group_by == "id" else group_by
+    if column not in frame.columns:
+        raise ConfigError(f"params.yaml: field 'evaluate.group_by': no column '{group_by}' in the dataset "
+                          f"(have: id, {', '.join(c for c in frame.columns if c != 'paragraph_id')})")
+    return frame[column].astype(str)
+
+
+def fold_plan(frame: pd.DataFrame, schema: LabelSchema, params: Params, cv: bool = True) -> tuple[dict[str, int], list[str]]:
+    """Folds per task (0: no CV for that task) and a note for each task that gets fewer than asked.
+    Folds are drawn from the test-eligible (real) rows' groups. A task whose labels hold fewer than two
+    classes cannot be trained: a ConfigError naming it."""
+    for task in schema.task_names:
+        found = frame.loc[frame[task] >= 0, task].nunique()
+        if found < 2:
+            raise ConfigError(f"task '{task}': gold labels of {found} class(es) in the dataset; a model needs "
+                              "at least two (label more paragraphs for it, or remove the task from the schema)")
     e = params.evaluate
-    curve = len(e.learning_curve) if family in e.learning_curve_families else 0
-    total = 0
+    asked = e.n_splits if cv else 0
+    if asked == 0:
+        return {task: 0 for task in schema.task_names}, [
+            "No cross-validation (n_splits: 0 or --no-cv): the final model was fitted on every label and "
+            "no CV estimate exists."]
+    groups = group_values(frame, e.group_by)
+    plan: dict[str, int] = {}
+    notes: list[str] = []
     for task in schema.task_names:
         rows = frame[frame[task] >= 0]
         testable = testable_rows(rows, e.test_on)
-        folds = n_folds(rows[task].to_numpy()[testable], rows["article"].to_numpy()[testable], e.n_splits)
-        total += folds * (e.repeats(family) + curve)
-    return total
+        task_groups = groups[rows.index].to_numpy()[testable]
+        n_groups = len(np.unique(task_groups))
+        plan[task] = n_folds(rows[task].to_numpy()[testable], task_groups, asked)
+        if n_groups < 2:
+            plan[task] = 0
+            notes.append(f"{task}: {n_groups} group(s) by '{e.group_by}' among its test-eligible paragraphs, so "
+                         f"no cross-validation is possible: no CV estimate for this task "
+                         f"(set evaluate.group_by to a finer column, e.g. id).")
+        elif n_groups < asked:
+            notes.append(f"{task}: only {n_groups} groups by '{e.group_by}' for n_splits={asked}: "
+                         f"cross-validated with {n_groups} folds instead.")
+    return plan, notes
+
+
+def cv_steps(frame: pd.DataFrame, schema: LabelSchema, family: str, params: Params, plan: dict[str, int]) -> int:
+    """How many cross-validation fits evaluation makes (for the progress bar)."""
+    e = params.evaluate
+    curve = len(e.learning_curve) if family in e.learning_curve_families else 0
+    return sum(folds * (e.repeats(family) + curve) for folds in plan.values())
 
 
 def evaluate_and_fit(frame: pd.DataFrame, schema: LabelSchema, family: str, params: Params,
-                     on_fold: Callable[[], None] | None = None) -> TrainResult:
-    """Per task: the headline CV on real text (authored text always in training), the transfer score
-    (authored only -> real), optionally a learning curve; then a final fit on every label with
-    CV-fitted temperatures."""
+                     on_fold: Callable[[], None] | None = None, cv: bool = True) -> TrainResult:
+    """Per task (where the fold plan allows): the headline CV on real text (authored text always in
+    training), the transfer score (authored only -> real), optionally a learning curve; then a final fit
+    on every label with CV-fitted temperatures. Without CV a task's metrics hold only its label count."""
     hyperparams = params.models.get(family, {})
     e = params.evaluate
+    plan, notes = fold_plan(frame, schema, params, cv)
+    groups = group_values(frame, e.group_by) if any(plan.values()) else None
     metrics: dict[str, Any] = {}
     confusion: dict[str, list[dict]] = {}
     curves: dict[str, list[dict]] = {}
@@ -82,26 +122,31 @@ def evaluate_and_fit(frame: pd.DataFrame, schema: LabelSchema, family: str, para
     for task in schema.task_names:
         rows = frame[frame[task] >= 0]
         classes = schema.labels(task)
-        y, groups, texts = rows[task].to_numpy(), rows["article"].to_numpy(), rows["text"].tolist()
+        y, texts = rows[task].to_numpy(), rows["text"].tolist()
+        data[task] = (texts, [classes[i] for i in y])
+        if not plan[task]:
+            metrics[task] = {"cv": False, "n": int(len(y)), "temperature_used": False}
+            continue
+        task_groups = groups[rows.index].to_numpy()
         testable = testable_rows(rows, e.test_on)
 
         def make():
             return build_classifier(family, hyperparams, classes, params.seed)
 
-        cv = cross_validate(make, texts, y, groups, classes, e.n_splits, e.repeats(family), params.seed, testable,
-                            on_fold)
-        metrics[task] = summarize(cv, e.n_bootstrap, e.confidence, e.calibration_bins, params.seed)
-        transferred = transfer(make, texts, y, groups, classes, testable)
+        result = cross_validate(make, texts, y, task_groups, classes, plan[task], e.repeats(family), params.seed,
+                                testable, on_fold)
+        metrics[task] = {"cv": True, "folds": plan[task],
+                         **summarize(result, e.n_bootstrap, e.confidence, e.calibration_bins, params.seed)}
+        transferred = transfer(make, texts, y, task_groups, classes, testable)
         if transferred is not None:
             metrics[task]["transfer"] = headline(transferred, e.n_bootstrap, e.confidence, params.seed)
         if family in e.learning_curve_families and not testable.all():
-            curves[task] = learning_curve(make, texts, y, groups, classes, testable, e.learning_curve,
-                                          e.n_splits, params.seed, on_fold)
+            curves[task] = learning_curve(make, texts, y, task_groups, classes, testable, e.learning_curve,
+                                          plan[task], params.seed, on_fold)
             metrics[task]["learning_curve"] = curves[task]
         tested = rows[testable]
-        confusion[task] = confusion_rows(cv, tested["paragraph_id"].tolist())
-        out_of_fold.append(out_of_fold_frame(cv, tested, task, metrics[task]["temperature_used"]))
-        data[task] = (texts, [classes[i] for i in y])
+        confusion[task] = confusion_rows(result, tested["paragraph_id"].tolist())
+        out_of_fold.append(out_of_fold_frame(result, tested, task, metrics[task]["temperature_used"]))
     timings["evaluate_seconds"] = time.perf_counter() - start
 
     start = time.perf_counter()
@@ -118,16 +163,21 @@ def evaluate_and_fit(frame: pd.DataFrame, schema: LabelSchema, family: str, para
     model.predict_proba(timing_texts)
     score_seconds = time.perf_counter() - start
 
-    metrics["macro_f1"] = round(float(np.mean([metrics[t]["macro_f1"] for t in schema.task_names])), 4)
+    estimated = [metrics[t]["macro_f1"] for t in schema.task_names if metrics[t]["cv"]]
+    # the mean over tasks exists only when every task has a CV estimate
+    metrics["macro_f1"] = round(float(np.mean(estimated)), 4) if len(estimated) == len(schema.task_names) else None
     if all("transfer" in metrics[t] for t in schema.task_names):
         metrics["transfer_macro_f1"] = round(float(np.mean([metrics[t]["transfer"]["macro_f1"]
                                                             for t in schema.task_names])), 4)
+    metrics["evaluation_notes"] = notes
     metrics.update({k: round(v, 2) for k, v in timings.items()})
     metrics["score_paragraphs_per_second"] = round(len(timing_texts) / max(score_seconds, 1e-9), 1)
     if int8:
         metrics["int8_agreement"] = int8
+    empty = pd.DataFrame(columns=["paragraph_id", "source", "task", "gold", "predicted", "confidence", "scores",
+                                  "text"])
     return TrainResult(model=model, metrics=metrics, confusion=confusion, learning_curves=curves,
-                       out_of_fold=pd.concat(out_of_fold, ignore_index=True))
+                       out_of_fold=pd.concat(out_of_fold, ignore_index=True) if out_of_fold else empty)
 
 
 def training_provenance(frame: pd.DataFrame, schema: LabelSchema) -> dict[str, Any]:
@@ -152,7 +202,7 @@ def write_outputs(result: TrainResult, family: str, model_dir: Path, metrics_dir
     for task, points in result.learning_curves.items():
         (plots_dir / family / "learning_curve").mkdir(parents=True, exist_ok=True)
         pd.DataFrame(points).to_csv(plots_dir / family / "learning_curve" / f"{task}.csv", index=False)
-    for task, rows in result.confusion.items():
+    for task, rows in result.confusion.items():  # tasks without CV have no plots
         pd.DataFrame(rows).to_csv(plots_dir / family / "confusion" / f"{task}.csv", index=False)
         pd.DataFrame(result.metrics[task]["reliability"]).to_csv(
             plots_dir / family / "reliability" / f"{task}.csv", index=False)
@@ -172,9 +222,11 @@ def log_run(result: TrainResult, family: str, params: Params, model_dir: Path, p
                            **{f"evaluate.{k}": v for k, v in params.evaluate.model_dump().items()},
                            **{f"model.{k}": v for k, v in params.models.get(family, {}).items()}})
         flat = {k: result.metrics[k] for k in ("macro_f1", "transfer_macro_f1", "evaluate_seconds", "train_seconds",
-                                               "score_paragraphs_per_second") if k in result.metrics}
+                                               "score_paragraphs_per_second") if result.metrics.get(k) is not None}
         for task in result.model.schema.task_names:
             m = result.metrics[task]
+            if not m["cv"]:
+                continue
             for key in ("macro_f1", "macro_f1_ci_low", "macro_f1_ci_high", "accuracy", "ece_uncalibrated",
                         "ece_calibrated", "ece", "temperature_fitted"):
                 flat[f"{task}.{key}"] = m[key]

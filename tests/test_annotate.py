@@ -193,7 +193,7 @@ def test_export_import_round_trip_is_lossless(fmt):
     predictions = {f"p{j}": {t: dict(zip(SCHEMA.labels(t), (0.6, 0.3, 0.1))) for t in TASKS} for j in range(4)}
     text = export_labels(fmt, labels, paragraphs, SCHEMA, predictions)
     assert text == export_labels(fmt, list(reversed(labels)), paragraphs, SCHEMA, predictions)
-    back = import_labels(fmt, text, f"export.{fmt}", SCHEMA)
+    back = import_labels(fmt, text, f"export.{fmt}", SCHEMA).labels
     key = lambda a: (a.paragraph_id, a.task, a.annotator)  # noqa: E731
     assert sorted(back, key=key) == sorted(labels, key=key)
 
@@ -209,7 +209,7 @@ def test_label_studio_predictions_and_real_export_shape():
         {"id": 1, "completed_by": 3, "was_cancelled": False,
          "result": [{"from_name": task_name, "to_name": "text", "type": "choices", "value": {"choices": [cls]}}]},
         {"id": 2, "completed_by": {"id": 4, "email": "b@x.org"}, "was_cancelled": True, "result": []}]}]
-    (got,) = import_labels("label-studio", json.dumps(ls_export), "ls.json", SCHEMA)
+    (got,) = import_labels("label-studio", json.dumps(ls_export), "ls.json", SCHEMA).labels
     assert (got.annotator, got.task, got.label) == ("ls-user-3", task_name, cls)
 
 

@@ -7,13 +7,16 @@ import pytest
 
 from pipeline.config import ConfigError, load_params
 from pipeline.ingest import ingest_folder, paragraph_id, paragraph_records, read_document
+from pipeline.schema import load_schema
 from pipeline.segment import Kind, classify, normalise, segment_text
+
+TOPIC = load_schema().topic_groups  # the project's domain terms (labels/schema.yaml)
 
 
 @pytest.fixture(scope="module")
 def paragraphs(seed_files) -> pd.DataFrame:
     params = load_params().ingest
-    rows = [r for name, text in seed_files.items() for r in paragraph_records(name, text, params)]
+    rows = [r for name, text in seed_files.items() for r in paragraph_records(name, text, params, TOPIC)]
     return pd.DataFrame(rows)
 
 
@@ -86,13 +89,13 @@ def test_unrelated_stories_are_kept_but_off_topic(paragraphs):
 
 def test_ids_are_stable_unique_and_independent_of_position(paragraphs, seed_files):
     again = pd.DataFrame([r for name, text in seed_files.items()
-                          for r in paragraph_records(name, text, load_params().ingest)])
+                          for r in paragraph_records(name, text, load_params().ingest, TOPIC)])
     assert list(again["paragraph_id"]) == list(paragraphs["paragraph_id"])
     assert paragraphs["paragraph_id"].is_unique
     # re-segmenting with extra furniture around a paragraph keeps its id
     name = "003_4beb952569dd0acc.txt"
     noisy = "Menu\nHome\nSearch\n\n" + seed_files[name].replace("\n\n", "\n\nAdvertisement\n\n")
-    ids_noisy = {r["paragraph_id"] for r in paragraph_records(name, noisy, load_params().ingest)}
+    ids_noisy = {r["paragraph_id"] for r in paragraph_records(name, noisy, load_params().ingest, TOPIC)}
     assert ids_noisy == set(paragraphs[paragraphs["source"] == name]["paragraph_id"])
     # ids ignore typographic variants but not the source
     assert paragraph_id("a.txt", "It’s  “fine”.") == paragraph_id("a.txt", "It's \"fine\".")
@@ -117,7 +120,7 @@ def test_html_goes_through_main_text_extraction(tmp_path):
     page.write_text(html, encoding="utf-8")
     text = read_document(page)
     assert "Home" not in text and "Other story one" not in text
-    rows = paragraph_records("page.html", text, load_params().ingest)
+    rows = paragraph_records("page.html", text, load_params().ingest, TOPIC)
     assert len(rows) == 2 and rows[0]["on_topic"]
 
 
@@ -126,4 +129,4 @@ def test_unreadable_files_are_named(tmp_path):
     bad.parent.mkdir()
     bad.write_bytes("caf\xe9 ".encode("latin-1") * 5)
     with pytest.raises(ConfigError, match="latin1.txt: not UTF-8"):
-        ingest_folder(bad.parent, load_params().ingest)
+        ingest_folder(bad.parent, load_params().ingest, TOPIC)

@@ -14,7 +14,7 @@ from rich.table import Table
 
 from pipeline.annotate.formats import FORMATS
 from pipeline.annotate.project import Project
-from pipeline.config import ConfigError, load_params
+from pipeline.config import ConfigError, EvaluateParams, load_params
 from pipeline.labels import Adjudication
 
 console = Console()
@@ -121,25 +121,41 @@ def _predictions(project: Project, paragraphs, predict) -> dict:
 
 
 @labels_app.command("import")
-def import_(fmt: Format, file: Annotated[Path, typer.Argument(help="file exported by the other tool")]) -> None:
-    """Add labels from another tool's export to the label store and annotations.jsonl."""
-    from pipeline.annotate.formats import import_labels
+def import_(fmt: Format, file: Annotated[Path, typer.Argument(help="file exported by the other tool")],
+            annotator: Annotated[str | None, typer.Option(help="annotator for records that name none "
+                                                                 "(e.g. a CSV without an annotator column)")] = None,
+            ) -> None:
+    """Add labels from another tool's export to the label store and annotations.jsonl.
+
+    Records are matched to paragraphs by id (the project's paragraph id, or your own `id` kept by
+    `stance ingest` from a table), else by exact text; class names match the schema case-insensitively.
+    Records that match no paragraph are listed with their line and left out (exit status 1)."""
+    from pipeline.annotate.formats import ParagraphIndex, import_labels
 
     try:
         project = Project.open()
-        labels = import_labels(fmt, file.read_text(encoding="utf-8"), str(file), project.schema)
-        known = project.paragraphs().index
-        unknown = sorted({a.paragraph_id for a in labels} - set(known)) if len(known) else []
-        if unknown:
-            raise ConfigError(f"{file}: field 'paragraph_id': {len(unknown)} unknown paragraph id(s), "
-                              f"e.g. '{unknown[0]}' (not in {project.pool.path.name})")
+        try:
+            content = file.read_bytes().decode("utf-8-sig")
+        except UnicodeDecodeError as err:
+            raise ConfigError(f"{file}: not UTF-8 text (byte {err.start}): {err.reason}") from None
+        known = project.paragraphs()
+        index = ParagraphIndex(known.index, zip(known.index, known["text"])) if len(known) else None
+        result = import_labels(fmt, content, str(file), project.schema, index, annotator)
         project.import_label_file()
-        count = project.store.save_many(labels)
+        count = project.store.save_many(result.labels)
     except FileNotFoundError:
         _fail(ValueError(f"{file}: not found"))
     except (ValueError, ConfigError) as err:  # LabelFileError is a ValueError listing every problem
         _fail(err)
-    err_console.print(f"imported {count} labels from {file} -> {project.store.annotations_path}")
+    for note in result.notes:
+        err_console.print(f"[yellow]note:[/yellow] {note}", highlight=False, markup=False)
+    for line in result.unmatched:
+        err_console.print(f"unmatched {line}", highlight=False, markup=False)
+    err_console.print(f"imported {count} labels from {file} -> {project.store.annotations_path}"
+                      + (f"; {len(result.unmatched)} record(s) matched no paragraph and were left out"
+                         if result.unmatched else ""), highlight=False)
+    if result.unmatched:
+        raise typer.Exit(1)
 
 
 @labels_app.command()
@@ -231,7 +247,8 @@ def suspicious(family: Annotated[str, typer.Option(help="model family for out-of
         bar = progress.add_task("cross-validating per task", total=len(project.schema.task_names))
         try:
             rows = suspicious_labels(annotations, adjudications, paragraphs, project.schema, family,
-                                     params.models.get(family, {}), params.seed, params.evaluate.n_splits,
+                                     params.models.get(family, {}), params.seed,
+                                     params.evaluate.n_splits or EvaluateParams().n_splits,  # 0 = no CV for training only
                                      advance=lambda: progress.advance(bar))
         except (ValueError, ConfigError) as err:
             _fail(err)

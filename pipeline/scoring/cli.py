@@ -52,6 +52,9 @@ def score(
     source_col: str = typer.Option("source", "--source-col"),
     date_col: str = typer.Option("date", "--date-col"),
     url_col: str = typer.Option("url", "--url-col"),
+    task_col: str = typer.Option("task", "--task-col", help="Column naming each row's task(s), comma-separated; "
+                                                            "other tasks stay null. Missing or empty: every task"),
+    tasks: Optional[str] = typer.Option(None, "--tasks", help="Score only these tasks (comma-separated), e.g. a,b"),
     min_words: Optional[int] = typer.Option(None, "--min-words", min=1,
                                             help="Segmentation threshold [default: ingest.min_words in params.yaml]"),
     top_k: int = typer.Option(3, "--top-k", min=1, help="Strongest paragraphs kept per article and class"),
@@ -71,10 +74,14 @@ def score(
     if engine not in ("local", "spark"):
         _usage("--engine must be local or spark")
     options = ReadOptions(unit=unit, id_col=id_col, text_col=text_col, source_col=source_col, date_col=date_col,
-                          url_col=url_col, min_words=min_words or _default_min_words(), timeout=timeout,
+                          url_col=url_col, task_col=task_col,
+                          tasks=tuple(t.strip() for t in (tasks or "").split(",") if t.strip()),
+                          min_words=min_words or _default_min_words(), timeout=timeout,
                           retries=retries)
     try:
         if engine == "spark":
+            if options.tasks:
+                _usage("--tasks works with --engine local only")
             from pipeline.scoring.spark import run_spark_cli
 
             code = run_spark_cli(inputs, out, model, options, master, err)

@@ -25,6 +25,7 @@ import pandas as pd
 from pipeline.scoring.readers import Document
 
 BASE_COLUMNS = ["id", "doc_id", "article_index", "title", "paragraph_index", "text", "source", "date", "url"]
+TASKS_COLUMN = "_tasks"  # internal: the tasks a row is scored on (None: all); not written out
 ARTICLE_BASE = ["doc_id", "article_index", "title", "source", "date", "url", "n_paragraphs"]
 
 
@@ -59,9 +60,9 @@ def paragraphs_frame(documents: Iterable[Document]) -> pd.DataFrame:
                 "id": doc.doc_id if doc.unit == "paragraph" else f"{doc.doc_id}#{index}",
                 "doc_id": doc.doc_id, "article_index": para.article_index, "title": para.title,
                 "paragraph_index": index, "text": para.text,
-                "source": doc.source, "date": doc.date, "url": doc.url,
+                "source": doc.source, "date": doc.date, "url": doc.url, TASKS_COLUMN: doc.tasks,
             })
-    return pd.DataFrame(rows, columns=BASE_COLUMNS)
+    return pd.DataFrame(rows, columns=[*BASE_COLUMNS, TASKS_COLUMN])
 
 
 @contextlib.contextmanager
@@ -143,10 +144,13 @@ def score_paragraphs(model, frame: pd.DataFrame) -> pd.DataFrame:
     """Append per task T the label column `T` and one probability column per class."""
     scored = score_texts(model, frame["text"].tolist())
     out = frame.reset_index(drop=True).copy()
+    routed = out[TASKS_COLUMN] if TASKS_COLUMN in out else pd.Series([None] * len(out))
     for task in model.schema.task_names:
-        out[task] = scored[task].astype(str)
+        applies = np.array([tasks is None or task in tasks for tasks in routed], dtype=bool)
+        out[task] = scored[task].astype(str).where(applies, None)  # a task a row is not routed to stays null
         for label in model.schema.labels(task):
-            out[proba_column(task, label)] = [float(s[label]) for s in scored[f"{task}_scores"]]
+            out[proba_column(task, label)] = np.where(applies, [float(s[label]) for s in scored[f"{task}_scores"]],
+                                                      np.nan)
     return out[paragraph_columns(model.schema)]
 
 
@@ -166,8 +170,8 @@ def articles_frame(paragraphs: pd.DataFrame, schema, top_k: int = 3) -> pd.DataF
     for task in schema.task_names:
         labels = schema.labels(task)
         means = groups[[proba_column(task, c) for c in labels]].mean().to_numpy()
-        best = means.argmax(axis=1)
-        out[f"{task}__stance"] = [labels[i] for i in best]
+        best = np.nan_to_num(means, nan=-1.0).argmax(axis=1)  # an article never routed to the task: null
+        out[f"{task}__stance"] = [None if np.isnan(m).all() else labels[i] for m, i in zip(means, best)]
         out[f"{task}__confidence"] = means[np.arange(len(best)), best].round(6)
         for j, label in enumerate(labels):
             out[f"{task}__share_{label}"] = (paragraphs[task] == label).groupby(

@@ -51,6 +51,9 @@ class ReadOptions:
     source_col: str = "source"
     date_col: str = "date"
     url_col: str = "url"
+    task_col: str = "task"  # a row's task(s), comma-separated; no column or empty cell: every task
+    tasks: tuple[str, ...] = ()  # --tasks: the only tasks of this run (empty: all)
+    known_tasks: tuple[str, ...] = ()  # the model's tasks, to check and spell task names (set by the runner)
     min_words: int = 12
     timeout: float = 10.0
     retries: int = 2
@@ -71,6 +74,7 @@ class Document:
     date: str | None = None
     url: str | None = None
     unit: str = "document"
+    tasks: tuple[str, ...] | None = None  # the tasks to score (None: every task of the model)
 
 
 @dataclass
@@ -325,8 +329,31 @@ def _row_document(path: Path, where: int, row: dict, options: ReadOptions,
     meta = {key: text_or_none(row.get(col)) for key, col in
             (("source", options.source_col), ("date", options.date_col), ("url", options.url_col))}
     if options.unit == "document":
-        return document_from_text(doc_id, text, options, **meta)
-    return Document(doc_id, [Paragraph(0, None, text.strip())], unit="paragraph", **meta)
+        doc = document_from_text(doc_id, text, options, **meta)
+    else:
+        doc = Document(doc_id, [Paragraph(0, None, text.strip())], unit="paragraph", **meta)
+    if isinstance(doc, Document):
+        try:
+            doc.tasks = row_tasks(row.get(options.task_col), options)
+        except ValueError as err:
+            return Problem(str(path), f"field '{options.task_col}': {err}", where)
+    return doc
+
+
+def row_tasks(cell, options: ReadOptions) -> tuple[str, ...] | None:
+    """The tasks named in a row's task cell (comma- or semicolon-separated, any case), spelled as in
+    `options.known_tasks` and limited to `options.tasks`; None (every task) when neither names any.
+    A name that is not a known task is a ValueError."""
+    named = [t.strip() for t in re.split(r"[,;]", text_or_none(cell) or "") if t.strip()]
+    by_fold = {t.casefold(): t for t in options.known_tasks}
+    if by_fold:
+        unknown = [t for t in named if t.casefold() not in by_fold]
+        if unknown:
+            raise ValueError(f"unknown task(s) {', '.join(unknown)} (tasks: {', '.join(options.known_tasks)})")
+        named = [by_fold[t.casefold()] for t in named]
+    if not named:
+        return options.tasks or None
+    return tuple(t for t in dict.fromkeys(named) if not options.tasks or t in options.tasks)
 
 
 def text_or_none(value) -> str | None:
@@ -452,7 +479,7 @@ def _read_parquet(path: Path, options: ReadOptions, seen: dict) -> Iterator[Docu
         yield Problem(str(path), f"missing column(s) {', '.join(map(repr, missing))} (columns: {', '.join(names)})")
         return
     wanted = [c for c in dict.fromkeys((options.id_col, options.text_col, options.source_col,
-                                        options.date_col, options.url_col)) if c in names]
+                                        options.date_col, options.url_col, options.task_col)) if c in names]
     number = 0
     for batch in parquet.iter_batches(batch_size=8192, columns=wanted):
         for row in batch.to_pylist():

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from rich.console import Console
@@ -60,14 +60,27 @@ class RunResult:
         return 1 if self.problems else 0
 
 
+def check_tasks(options: ReadOptions, schema) -> ReadOptions:
+    """Options that know the model's tasks, with --tasks spelled as in the schema; an unknown name is a UsageError."""
+    by_fold = {t.casefold(): t for t in schema.task_names}
+    unknown = [t for t in options.tasks if t.casefold() not in by_fold]
+    if unknown:
+        raise UsageError(f"--tasks: unknown task(s) {', '.join(unknown)} (model tasks: {', '.join(schema.task_names)})")
+    return replace(options, known_tasks=tuple(schema.task_names),
+                   tasks=tuple(dict.fromkeys(by_fold[t.casefold()] for t in options.tasks)))
+
+
 def run_local(inputs: list[str], out: Path, model, model_label: str, fmt: str | None = None,
               options: ReadOptions = ReadOptions(), resume: bool = False, batch_size: int = 2048,
               top_k: int = 3, console: Console | None = None, workers: int | None = None) -> RunResult:
     """Score every input with `model` into `out`; bad inputs are skipped and listed in the summary."""
     layout = Layout.of(out, fmt)
+    options = check_tasks(options, model.schema)
     sources = discover(inputs)
     console = console or Console(stderr=True)
-    settings = {"model": model_label, "inputs": [s.location for s in sources], **asdict(options)}
+    # through JSON, so tuples compare equal to the lists a resumed run reads back
+    settings = json.loads(json.dumps({"model": model_label, "inputs": [s.location for s in sources],
+                                      **asdict(options)}))
     store = PartStore(layout.work, model.schema, settings, resume)
     problems: list[Problem] = []
     started = time.perf_counter()
@@ -97,6 +110,8 @@ def run_local(inputs: list[str], out: Path, model, model_label: str, fmt: str | 
 
         try:
             for item in read_sources(sources, options):
+                if isinstance(item, Document) and item.tasks is None:
+                    item.tasks = options.tasks or None  # pages: the run's --tasks
                 if isinstance(item, Problem):
                     problems.append(item)
                     progress.update(bar, advance=1)

@@ -145,7 +145,8 @@ class TableWriter:
         out = {k: row[k] for k in BASE_COLUMNS if row.get(k) is not None}
         for task in self.schema.task_names:
             out[task] = row[task]
-            out[f"{task}_scores"] = {c: row[proba_column(task, c)] for c in self.schema.labels(task)}
+            out[f"{task}_scores"] = None if row[task] is None else {
+                c: row[proba_column(task, c)] for c in self.schema.labels(task)}
         return out
 
     def close(self) -> None:
