@@ -29,8 +29,10 @@ DOCUMENT_SUFFIXES = (".txt", ".md", ".html", ".htm")
 TABLE_SUFFIXES = (".jsonl", ".csv", ".parquet")
 SUFFIXES = DOCUMENT_SUFFIXES + TABLE_SUFFIXES
 TABLE_COLUMNS = ("id", "text", "group", "source", "date", "url", "title")  # only `text` is required
-COLUMNS = ["paragraph_id", "source", "origin", "article_index", "paragraph_index", "title", "on_topic", "text",
-           "group", "date", "url"]
+REQUIRED_COLUMNS = ["paragraph_id", "source", "article_index", "paragraph_index", "title", "on_topic", "text"]
+# Columns added later, with the value a table written before them means.
+OPTIONAL_COLUMNS = {"origin": "scraped", "group": None, "date": None, "url": None}
+COLUMNS = REQUIRED_COLUMNS + list(OPTIONAL_COLUMNS)
 DROP_REASONS = ("too_short", "boilerplate", "heading", "duplicate", "empty")
 REPORT_KEY = b"stance.ingest_report"  # Parquet metadata key: the drop report travels with the table
 

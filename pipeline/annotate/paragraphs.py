@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from pipeline.config import ConfigError
-from pipeline.ingest import COLUMNS
+from pipeline.ingest import COLUMNS, OPTIONAL_COLUMNS, REQUIRED_COLUMNS
 
 
 @dataclass(frozen=True)
@@ -47,9 +47,10 @@ def read_paragraphs(path: Path) -> pd.DataFrame:
         frame = pd.read_parquet(path)
     except FileNotFoundError:
         raise ConfigError(f"{path}: no paragraphs yet; run `stance ingest` first") from None
-    missing = [c for c in COLUMNS if c not in frame.columns]
+    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
         raise ConfigError(f"{path}: missing column(s) {', '.join(missing)}")
+    frame = frame.assign(**{c: v for c, v in OPTIONAL_COLUMNS.items() if c not in frame.columns})
     frame = frame[COLUMNS].astype({"paragraph_id": str})
     dupes = frame["paragraph_id"][frame["paragraph_id"].duplicated()]
     if len(dupes):
