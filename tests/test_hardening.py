@@ -338,5 +338,5 @@ def test_exports_with_line_separators_in_notes_import_back(fmt):
     labels = [Annotation(f"p{i}", TASK, CLASSES[0], "al", rationale=f"r{sep}r", note=f"n{sep}n")
               for i, sep in enumerate(LINE_SEPARATORS)]
     paragraphs = {a.paragraph_id: {"text": f"text{LINE_SEPARATORS[i]}more"} for i, a in enumerate(labels)}
-    back = import_labels(fmt, export_labels(fmt, labels, paragraphs, SCHEMA), f"export.{fmt}", SCHEMA)
+    back = import_labels(fmt, export_labels(fmt, labels, paragraphs, SCHEMA), f"export.{fmt}", SCHEMA).labels
     assert sorted(back, key=lambda a: a.paragraph_id) == sorted(labels, key=lambda a: a.paragraph_id)
