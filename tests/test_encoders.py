@@ -49,3 +49,18 @@ def test_embed_lr_on_mpnet_saves_one_encoder_for_all_tasks(tmp_path):
     loaded = model_module.StanceModel.load(tmp_path / "m")
     for task, proba in model.predict_proba(TEXTS).items():
         assert np.allclose(proba, loaded.predict_proba(TEXTS)[task], atol=1e-5)
+
+
+def test_training_embeddings_are_cached_on_disk_and_reused_by_a_new_process(tmp_path, monkeypatch):
+    from pipeline.models import encoder as encoder_module
+    from pipeline.models.encoder import FrozenEncoder
+
+    folder = weights.encoder_dir("minilm")
+    first = FrozenEncoder(folder, False, "k", tmp_path)
+    trained = first.embed(TEXTS[:4], 32, 8, persist=True)
+    first.embed(TEXTS[4:], 32, 8)  # scoring-time texts are not written
+    assert len(list(tmp_path.glob("k-fp32-32.npz"))) == 1
+    fresh = FrozenEncoder(folder, False, "k", tmp_path)
+    monkeypatch.setattr(encoder_module, "sentence_embeddings", lambda *a, **k: pytest.fail("re-encoded a cached text"))
+    assert np.allclose(fresh.embed(TEXTS[:4], 32, 8), trained)
+    assert len(fresh._disk[32].vectors()) == 4

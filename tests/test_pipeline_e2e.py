@@ -40,6 +40,28 @@ def test_run_is_tracked_with_provenance_and_champion_alias(trained):
     assert "Comparison" in (trained / "MODEL_CARD.md").read_text()
 
 
+def test_headline_is_measured_on_real_text_with_transfer_and_learning_curve(trained):
+    """Only scraped paragraphs are tested; authored ones always train; the card says so and warns on thin classes."""
+    import pandas as pd
+
+    metrics = json.loads((trained / "metrics" / "train" / "tfidf_lr.json").read_text())
+    paragraphs = pd.read_parquet(trained / "data" / "paragraphs.parquet")
+    out_of_fold = pd.read_parquet(trained / "models" / "tfidf_lr" / "out_of_fold.parquet")
+    origin = paragraphs.set_index("paragraph_id")["origin"]
+    assert set(origin[out_of_fold["paragraph_id"]]) == {"scraped"}
+    assert {"scraped", "authored"} <= set(origin)
+    assert metrics["transfer_macro_f1"] is not None
+    for task in ("partnership", "china_role"):
+        support = sum(c["support"] for c in metrics[task]["per_class"].values())
+        assert support == (out_of_fold["task"] == task).sum()
+        curve = pd.read_csv(trained / "plots" / "tfidf_lr" / "learning_curve" / f"{task}.csv")
+        assert curve["train_labels"].is_monotonic_increasing and len(curve) == 2
+    card = (trained / "MODEL_CARD.md").read_text()
+    assert "transfer macro-F1" in card and "Learning curve" in card and "> **Warning:**" in card
+    provenance = json.loads((trained / "models" / "tfidf_lr" / "stance_model.json").read_text())["provenance"]
+    assert provenance["paragraphs_by_origin"]["authored"] > provenance["paragraphs_by_origin"]["scraped"]
+
+
 def test_model_ships_a_temperature_only_where_it_lowers_out_of_sample_ece(trained):
     metrics = json.loads((trained / "metrics" / "train" / "tfidf_lr.json").read_text())
     shipped = json.loads((trained / "models" / "tfidf_lr" / "stance_model.json").read_text())["temperatures"]

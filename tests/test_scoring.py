@@ -96,6 +96,7 @@ def test_folder_of_mixed_articles_gives_tables_report_and_summary(tmp_path, mode
     assert reasons["bin.txt"].startswith("binary file")
     assert reasons["latin1.txt"].startswith("not valid UTF-8")
     assert len(reasons) == 3
+    assert "model_training" in summary and summary["model_family"]  # what the model learnt from travels with scores
     paragraphs = pd.read_parquet(out / "paragraphs.parquet")
     assert set(map(lambda p: Path(p).name, paragraphs["doc_id"])) == {"a.txt", "b.md", "c.html"}
     assert paragraphs["id"].is_unique and summary["paragraphs"] == len(paragraphs)

@@ -105,12 +105,12 @@ class EmbedLogReg:
             return frozen_encoder(folder, encoder_fingerprint(folder), self.params.quantize)
         return frozen_encoder(self._encoder_dir, self._encoder_key, self.params.quantize)
 
-    def _embed(self, texts: Sequence[str]) -> np.ndarray:
-        return self._encoder().embed(texts, self.params.max_length, self.params.batch_size)
+    def _embed(self, texts: Sequence[str], persist: bool = False) -> np.ndarray:
+        return self._encoder().embed(texts, self.params.max_length, self.params.batch_size, persist)
 
     def fit(self, texts: Sequence[str], labels: Sequence[str]) -> Self:
         setup_torch(self.seed)
-        self._head = LogRegHead(self.classes, self.params.C, self.seed).fit(self._embed(texts), labels)
+        self._head = LogRegHead(self.classes, self.params.C, self.seed).fit(self._embed(texts, persist=True), labels)
         return self
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:

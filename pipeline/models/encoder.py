@@ -22,6 +22,7 @@ from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTo
 from transformers.masking_utils import create_bidirectional_mask
 
 from pipeline.models import predict_from_proba
+from pipeline.models.weights import cache_root
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -109,30 +110,76 @@ def inference_model(model: PreTrainedModel, quantize: bool) -> torch.nn.Module:
     return quantize_int8(model) if quantize and device().type == "cpu" else model
 
 
+class EmbeddingCache:
+    """Embeddings of training texts on disk, one file per encoder, quantization and max_length, keyed by
+    the text's sha256: re-running `dvc repro`, or an experiment that changes only the head, encodes nothing
+    again, and CV cost stays flat as folds and families multiply. Only `fit` writes to it."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._vectors: dict[str, np.ndarray] | None = None
+
+    @staticmethod
+    def key(text: str) -> str:
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+    def vectors(self) -> dict[str, np.ndarray]:
+        if self._vectors is None:
+            self._vectors = {}
+            if self.path.exists():
+                with np.load(self.path) as data:
+                    self._vectors = dict(zip(data["keys"].tolist(), data["vectors"]))
+        return self._vectors
+
+    def add(self, texts: Sequence[str], vectors: np.ndarray) -> None:
+        """Remember and write atomically; a concurrent writer's entries may be lost, never corrupted."""
+        known = self.vectors()
+        known.update({self.key(t): v for t, v in zip(texts, vectors)})
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f"{self.path.stem}.{os.getpid()}.tmp.npz")
+        np.savez(tmp, keys=np.array(list(known)), vectors=np.stack(list(known.values())))
+        tmp.replace(self.path)
+
+
 class FrozenEncoder:
     """A loaded encoder that is never trained, shared by every classifier in the process.
 
     Remembers the embedding of each text it has seen, so the tasks of a StanceModel and
-    the folds of a cross-validation encode each paragraph once.
+    the folds of a cross-validation encode each paragraph once; with a `cache_dir`, texts it
+    was trained on are also kept on disk across processes (EmbeddingCache).
     """
 
     MEMO_LIMIT = 200_000
 
-    def __init__(self, folder: Path, quantize: bool):
+    def __init__(self, folder: Path, quantize: bool, key: str | None = None, cache_dir: Path | None = None):
         self.folder = folder
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
         self.model = AutoModel.from_pretrained(folder, use_safetensors=True).to(device()).eval()
         self.scorer = inference_model(self.model, quantize)
         self._memo: dict[tuple[int, str], np.ndarray] = {}
+        self._disk_prefix = None if cache_dir is None or key is None else \
+            cache_dir / f"{key}-{'int8' if quantize else 'fp32'}"
+        self._disk: dict[int, EmbeddingCache] = {}
 
-    def embed(self, texts: Sequence[str], max_length: int, batch_size: int) -> np.ndarray:
+    def embed(self, texts: Sequence[str], max_length: int, batch_size: int, persist: bool = False) -> np.ndarray:
+        """(n, dim) embeddings; `persist` (training) also writes newly encoded texts to the disk cache."""
         texts = list(texts)
         todo = list(dict.fromkeys(t for t in texts if (max_length, t) not in self._memo))
+        disk = None
+        if self._disk_prefix is not None:
+            disk = self._disk.setdefault(max_length, EmbeddingCache(Path(f"{self._disk_prefix}-{max_length}.npz")))
+        if todo and disk is not None:
+            stored = disk.vectors()
+            found = [t for t in todo if EmbeddingCache.key(t) in stored]
+            self._memo.update({(max_length, t): stored[EmbeddingCache.key(t)] for t in found})
+            todo = [t for t in todo if (max_length, t) not in self._memo]
         if todo:
             if len(self._memo) + len(todo) > self.MEMO_LIMIT:
                 self._memo.clear()
             vectors = sentence_embeddings(self.scorer, self.tokenizer, todo, max_length, batch_size)
             self._memo.update({(max_length, t): v for t, v in zip(todo, vectors)})
+            if persist and disk is not None:
+                disk.add(todo, vectors)
         dim = self.model.config.hidden_size
         return np.stack([self._memo[(max_length, t)] for t in texts]) if texts else np.zeros((0, dim), np.float32)
 
@@ -145,9 +192,10 @@ _FROZEN: dict[tuple[str, bool], FrozenEncoder] = {}
 
 
 def frozen_encoder(folder: Path, key: str, quantize: bool) -> FrozenEncoder:
-    """The encoder with weights fingerprint `key`, loaded from `folder` only the first time."""
+    """The encoder with weights fingerprint `key`, loaded from `folder` only the first time; its training
+    embeddings are cached under $STANCE_CACHE/embeddings."""
     if (key, quantize) not in _FROZEN:
-        _FROZEN[(key, quantize)] = FrozenEncoder(folder, quantize)
+        _FROZEN[(key, quantize)] = FrozenEncoder(folder, quantize, key, cache_root() / "embeddings")
     return _FROZEN[(key, quantize)]
 
 

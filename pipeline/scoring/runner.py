@@ -131,6 +131,8 @@ def run_local(inputs: list[str], out: Path, model, model_label: str, fmt: str | 
     elapsed = time.perf_counter() - started
     summary = {
         "model": model_label,
+        "model_family": model.family,
+        "model_training": model.provenance,  # what the model learnt from, e.g. paragraphs by origin
         "inputs": [s.location for s in sources],
         "documents": len(store.done),
         "paragraphs": store.done_paragraphs,
