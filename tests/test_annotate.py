@@ -103,8 +103,8 @@ def test_store_from_before_suggestions_keeps_every_label(tmp_path):
     with sqlite3.connect(db) as conn:  # a store written by the previous release, with an undoable relabel
         conn.executescript(OLD_LABELS_DDL)
         conn.execute("INSERT INTO labels VALUES ('p1', ?, 'al', ?, 'why', '', 'person', 1.0)", (task, b))
-        conn.execute("INSERT INTO events (annotator, paragraph_id, kind, task, previous) VALUES ('al', 'p1', 'label', ?, ?)",
-                     (task, json.dumps([a, "", "", "person"])))
+        conn.execute("INSERT INTO events (annotator, paragraph_id, kind, task, previous) "
+                     "VALUES ('al', 'p1', 'label', ?, ?)", (task, json.dumps([a, "", "", "person"])))
     old_line = {"paragraph_id": "p0", "task": task, "label": a, "annotator": "expert", "rationale": ""}
     (tmp_path / "labels" / "annotations.jsonl").write_text(json.dumps(old_line) + "\n")
     store = store_at(tmp_path)

@@ -29,7 +29,7 @@ Port = Annotated[int, typer.Option(help="TCP port")]
 RandomShare = Annotated[float, typer.Option(help="share of paragraphs picked uniformly at random (unbiased eval)")]
 DoubleShare = Annotated[float, typer.Option(help="share of paragraphs sent for a second annotator's opinion")]
 PerParagraph = Annotated[int, typer.Option(help="stop asking for more opinions on a paragraph at this many annotators")]
-Uncertainty = Annotated[str | None, typer.Option(help="uncertainty: margin or entropy (default: annotate.queue.method)")]
+Uncertainty = Annotated[str | None, typer.Option(help="margin or entropy (default: annotate.queue.method)")]
 RetrainEvery = Annotated[int | None, typer.Option(help="refit the fast model after this many new labels; 0: never "
                                                        "(default: annotate.queue.retrain_every)")]
 Model = Annotated[str | None, typer.Option(help="model folder or MLflow URI instead of the registered champion")]

@@ -36,16 +36,16 @@ class Ranking:
     labels_seen: int = 0         # labels in the store when it was fitted
     trigger: str = "start"       # what made this ranking
     created_at: float = field(default_factory=time.time)
-    ids: tuple[str, ...] = ()
+    index: dict[str, int] = field(default_factory=dict)  # paragraph_id -> row of `components` and `proba`
     components: dict[str, np.ndarray] = field(default_factory=dict)
     scores: dict[str, float] = field(default_factory=dict)
-    proba: dict[str, np.ndarray] | None = None  # task -> (len(ids), classes), of `model`
+    proba: dict[str, np.ndarray] | None = None  # task -> (rows, classes), of `model`
 
     def suggestion(self, paragraph_id: str, classes: dict[str, list[str]]) -> dict[str, dict] | None:
         """{task: {label, probability}} for one paragraph, or None without a model."""
-        if self.proba is None or paragraph_id not in self.scores:
+        if self.proba is None or paragraph_id not in self.index:
             return None
-        row = self.ids.index(paragraph_id)
+        row = self.index[paragraph_id]
         out = {}
         for task, proba in self.proba.items():
             best = int(np.argmax(proba[row]))
@@ -54,10 +54,9 @@ class Ranking:
 
     def top(self, ids: set[str], n: int) -> list[dict]:
         """The `n` best-scored paragraphs among `ids`, with their score components."""
-        index = {p: i for i, p in enumerate(self.ids)}
         best = sorted((p for p in ids if p in self.scores), key=lambda p: -self.scores[p])[:n]
         return [{"paragraph_id": p, "score": round(self.scores[p], 4),
-                 **{name: round(float(self.components[name][index[p]]), 4) for name in COMPONENTS}} for p in best]
+                 **{name: round(float(self.components[name][self.index[p]]), 4) for name in COMPONENTS}} for p in best]
 
 
 def champion_predictor(console: Console, model_uri: str | None = None) -> Predict | None:
@@ -81,13 +80,16 @@ def champion_version(model_uri: str | None) -> str | None:
         manifest = Path(model_uri) / "stance_model.json"
         return str(manifest.stat().st_mtime_ns) if manifest.exists() else None
     try:
-        from pipeline.tracking import champion_uri, configure
+        from mlflow import MlflowClient
+
+        from pipeline.tracking import champion_uri, tracking_uri
 
         uri = model_uri or champion_uri()
         name, _, alias = uri.removeprefix("models:/").partition("@")
         if not uri.startswith("models:/") or not alias:
             return uri  # a fixed version or run never moves
-        return str(configure().MlflowClient().get_model_version_by_alias(name, alias).version)
+        store = tracking_uri()
+        return str(MlflowClient(store, store).get_model_version_by_alias(name, alias).version)
     except Exception:  # noqa: BLE001 - no registry or no alias yet: no champion
         return None
 
@@ -265,5 +267,6 @@ class LearningLoop:
         scores = queue_scores(components, weights) if current else None
         self._ranking = Ranking(
             version=self._ranking.version + 1, model="fast" if fast else "champion" if champion else "none",
-            fitted_on=self._fitted_on if fast else 0, labels_seen=self._labels_seen if fast else 0, trigger=trigger, ids=tuple(self._ids), components=components,
+            fitted_on=self._fitted_on if fast else 0, labels_seen=self._labels_seen if fast else 0, trigger=trigger,
+            index={p: i for i, p in enumerate(self._ids)}, components=components,
             scores=dict(zip(self._ids, map(float, scores))) if scores is not None else {}, proba=current)
