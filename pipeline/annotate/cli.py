@@ -14,7 +14,7 @@ from rich.table import Table
 
 from pipeline.annotate.formats import FORMATS
 from pipeline.annotate.project import Project
-from pipeline.config import ConfigError, EvaluateParams, load_params
+from pipeline.config import ConfigError, EvaluateParams
 from pipeline.labels import Adjudication
 
 console = Console()
