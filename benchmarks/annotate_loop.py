@@ -14,7 +14,7 @@ suggestion_shown (true when /api/next offered the model's suggestion for the lab
 startup_seconds, paragraphs, labels_before, fitted_on, encoder, load_average.
 
     python benchmarks/annotate_loop.py
-    python benchmarks/annotate_loop.py --labels 10 --model models/tfidf_lr
+    python benchmarks/annotate_loop.py --encoder minilm --model models/tfidf_lr
 """
 
 from __future__ import annotations
@@ -44,12 +44,15 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def make_project(root: Path, retrain_every: int) -> None:
-    """params.yaml (with `retrain_every`), the committed labels, and the corpus ingested from data/raw."""
+def make_project(root: Path, retrain_every: int, encoder: str | None) -> dict:
+    """params.yaml (with `retrain_every`, and `encoder` for embed_lr if given), the committed labels, and the
+    corpus ingested from data/raw; returns the params."""
     (root / "labels").mkdir(parents=True)
     (root / "data").mkdir()
     params = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
     params.setdefault("annotate", {}).setdefault("queue", {})["retrain_every"] = retrain_every
+    if encoder:
+        params["models"]["embed_lr"]["encoder"] = encoder
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
     for name in ("schema.yaml", "annotations.jsonl", "adjudications.jsonl", "GUIDELINES.md"):
         if (REPO / "labels" / name).exists():
@@ -58,6 +61,7 @@ def make_project(root: Path, retrain_every: int) -> None:
         raise SystemExit("data/raw is missing: run `dvc pull data/raw.dvc` first")
     (root / "data" / "raw").symlink_to(REPO / "data" / "raw")
     run(root, "ingest")
+    return params
 
 
 def env(root: Path) -> dict[str, str]:
@@ -101,12 +105,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--labels", type=int, default=10, help="labels to post (also the refit interval)")
     parser.add_argument("--model", help="champion: a model folder or MLflow URI (default: none registered)")
+    parser.add_argument("--encoder", help="embed_lr encoder for the fast model (default: params.yaml's)")
     parser.add_argument("--startup-timeout", type=float, default=3600, help="seconds to wait for the first ranking")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="annotate_loop_") as tmp:
         root = Path(tmp)
-        make_project(root, args.labels)
+        params = make_project(root, args.labels, args.encoder)
         token = run(root, "annotate", "add-annotator", "bench")
         with socket.socket() as sock:
             sock.bind(("127.0.0.1", 0))
@@ -150,7 +155,6 @@ def main() -> None:
                 server.wait(timeout=60)
         tail = (root / "server.log").read_text(encoding="utf-8", errors="replace").splitlines()[-5:]
         log("server log (last lines):\n  " + "\n  ".join(tail))
-    params = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
     print(json.dumps({
         "seconds_to_reranked_queue": round(seconds, 2),
         "suggestion_shown": all(shown),

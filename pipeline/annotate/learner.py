@@ -199,7 +199,6 @@ class LearningLoop:
         snapshot = self.project.pool.current()
         reasons = []
         if snapshot.version != self._pool_version:
-            self.status = "embedding paragraphs"
             self._ids = list(snapshot.frame["paragraph_id"])
             texts = list(snapshot.frame["text"])
             self._X = self._embed(texts)
@@ -225,12 +224,18 @@ class LearningLoop:
         if reasons:
             self._rerank(" + ".join(reasons))
 
-    def _embed(self, texts: list[str]) -> np.ndarray | None:
+    def _embed(self, texts: list[str], chunk: int = 128) -> np.ndarray | None:
+        """Embeddings of `texts` in chunks, each written to the disk cache as it is done: a restart
+        mid-way keeps what was embedded, and the stats view shows progress."""
         if self.fast is None:
             return None
-        started = time.perf_counter()
+        started, parts = time.perf_counter(), []
         try:
-            X = self.fast.embed(texts)
+            for start in range(0, len(texts), chunk):
+                self.status = f"embedding paragraphs ({start}/{len(texts)})"
+                parts.append(self.fast.embed(texts[start:start + chunk]))
+                if self._stop.is_set():
+                    return None
         except Exception as err:  # noqa: BLE001 - e.g. encoder package missing: go on with the champion only
             self.console.print(f"[yellow]fast model off: cannot embed paragraphs ({type(err).__name__}: {err})"
                                "[/yellow]")
@@ -238,7 +243,7 @@ class LearningLoop:
             return None
         self.console.print(f"[green]learning loop[/green] {len(texts)} paragraphs embedded in "
                            f"{time.perf_counter() - started:.1f} s")
-        return X
+        return np.concatenate(parts) if parts else None
 
     def _fit(self) -> None:
         schema = self.project.schema
