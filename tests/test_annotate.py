@@ -466,10 +466,10 @@ def test_suggestions_refits_and_a_new_champion_without_restart(tmp_path):
         for task, cls in ((TASKS[0], suggested[TASKS[0]]["label"]), (TASKS[1], other)):
             body = {"paragraph_id": pid, "task": task, "label": cls, "suggested": suggested[task]["label"]}
             assert call(server.url + "/api/labels", "POST", body, "bo", token)[0] == 200
-        after = wait_for_ranking(server, "bo", token, lambda s: s["ranking"]["labels_seen"] == 6 * len(TASKS) + 2
-                                 and "champion" in s["ranking"]["trigger"])
-        assert after["ranking"]["version"] > first["ranking"]["version"]
-        assert max(row["disagreement"] for row in after["queue"]) > 0
+        after = wait_for_ranking(server, "bo", token, lambda s: s["ranking"]["labels_seen"] == 6 * len(TASKS) + 2)
+        assert after["ranking"]["version"] > first["ranking"]["version"] and "refit" in after["ranking"]["trigger"]
+        assert max(row["disagreement"] for row in first["queue"]) == 0  # no champion at start
+        assert max(row["disagreement"] for row in after["queue"]) > 0   # the one saved since, without a restart
         assert after["model_agreement"][TASKS[0]]["suggestions_accepted"] == 1
         assert after["labels"]["by_annotator"]["bo"] == {f"{TASKS[0]}:{suggested[TASKS[0]]['label']}": 1,
                                                           f"{TASKS[1]}:{other}": 1}
