@@ -3,11 +3,10 @@
 Most picks go to the paragraphs with the highest queue score (`queue_scores`): where the
 current model is least sure, where the fast model and the champion disagree, and where a
 class that is rare in the labels so far is likely (they teach the model most); a share are
-uniformly random (so the labelled set can still serve as an unbiased evaluation sample);
-a share send paragraphs one colleague already
-labelled to a second annotator (so agreement can be measured). Each pick is a
-seeded draw from (seed, annotator, how many paragraphs they have finished), so a
-reload shows the same paragraph and two annotators do not march in lockstep.
+uniformly random (so the labelled set can still serve as an unbiased evaluation sample); a
+share send paragraphs one colleague already labelled to a second annotator (so agreement can
+be measured). Each pick is a seeded draw from (seed, annotator, how many paragraphs they have
+finished), so a reload shows the same paragraph and two annotators do not march in lockstep.
 """
 
 from __future__ import annotations
