@@ -215,6 +215,8 @@ def _model_agreement(project: Project, annotations, model: str | None) -> None:
     table = Table(title=f"Model-human agreement ({model or 'champion'}{'' if predicted else ': no predictions'})")
     for column in ("task", "human labels", "% agreement", "Cohen kappa", "suggestions shown", "accepted"):
         table.add_column(column)
+    table.caption = ("labels the model was trained on make its agreement optimistic; accepted suggestions "
+                     "compare each label with a model that had not seen it")
     for task, stats in model_agreement(annotations, predicted, project.schema).items():
         table.add_row(task, str(stats["n"]), str(stats["percent_agreement"]), str(stats["cohen_kappa"]),
                       str(stats["suggestions_shown"]), str(stats["suggestions_accepted"]))
