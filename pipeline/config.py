@@ -86,6 +86,21 @@ class MlflowParams(_Strict):
     experiment: str = "stance"
 
 
+class QueueParams(_Strict):
+    """How the annotation queue ranks paragraphs: score = uncertainty * u + disagreement * d + rarity * r,
+    each component in [0, 1]."""
+    uncertainty: float = Field(1.0, ge=0, description="weight of the current model's uncertainty")
+    disagreement: float = Field(0.5, ge=0, description="weight of fast-model vs champion disagreement")
+    rarity: float = Field(0.5, ge=0, description="weight of the boost for classes rare in the labels so far")
+    method: str = Field("margin", pattern="^(margin|entropy)$", description="uncertainty: margin or entropy")
+    retrain_every: int = Field(10, ge=0, description="refit the fast model after this many new labels; 0: never")
+
+
+class AnnotateParams(_Strict):
+    """The app's fast model is embed_lr with the settings of `models.embed_lr`."""
+    queue: QueueParams = QueueParams()
+
+
 class Params(_Strict):
     seed: int = 42
     ingest: IngestParams = IngestParams()
@@ -97,6 +112,7 @@ class Params(_Strict):
     )
     registry: RegisterParams = RegisterParams()
     mlflow: MlflowParams = MlflowParams()
+    annotate: AnnotateParams = AnnotateParams()
 
 
 def project_root() -> Path:

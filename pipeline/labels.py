@@ -37,6 +37,8 @@ class Annotation:
     annotator: str
     rationale: str = ""
     note: str = ""
+    suggestion_shown: bool | None = None     # None: not recorded (labels from before suggestions, imports)
+    suggestion_accepted: bool | None = None  # the label equals the model's suggestion that was shown
 
 
 @dataclass(frozen=True)
@@ -49,7 +51,8 @@ class Adjudication:
 
 
 ANNOTATION_FIELDS = {"paragraph_id": True, "task": True, "label": True, "annotator": True,
-                     "rationale": False, "note": False}
+                     "rationale": False, "note": False, "suggestion_shown": False, "suggestion_accepted": False}
+BOOL_FIELDS = ("suggestion_shown", "suggestion_accepted")
 ADJUDICATION_FIELDS = {"paragraph_id": True, "task": True, "label": True, "adjudicator": True, "note": False}
 NAME_FIELDS = ("annotator", "adjudicator")
 
@@ -87,7 +90,10 @@ def _read_records(path: Path, fields: dict[str, bool], schema: LabelSchema,
             value = obj.get(name)
             if value is None and not required:
                 continue
-            if not isinstance(value, str) or (required and not value.strip()):
+            if name in BOOL_FIELDS:
+                if not isinstance(value, bool):
+                    line_problems.append(f"{where}: field '{name}': must be true or false")
+            elif not isinstance(value, str) or (required and not value.strip()):
                 line_problems.append(f"{where}: field '{name}': {'missing' if value is None else 'must be a non-empty string'}")
             elif name in NAME_FIELDS:
                 try:
@@ -197,6 +203,30 @@ def agreement(annotations: Iterable[Annotation], schema: LabelSchema) -> dict[st
             "percent_agreement": round(float(np.mean([len(set(l.values())) == 1 for l in multi.values()])), 4) if multi else float("nan"),
             "krippendorff_alpha": round(krippendorff_alpha_nominal([list(l.values()) for l in multi.values()]), 4),
             "pairwise": pairs,
+        }
+    return report
+
+
+def model_agreement(annotations: Iterable[Annotation], predicted: dict[tuple[str, str], str],
+                    schema: LabelSchema) -> dict[str, dict]:
+    """Per task, model against people, kept apart from `agreement` (people against people): every human
+    label of a paragraph the model predicted counts once (n, % agreement, Cohen's kappa), plus how often a
+    suggestion was shown and accepted (labels recorded before suggestions existed count in neither)."""
+    report: dict[str, dict] = {}
+    annotations = list(annotations)
+    for task in schema.task_names:
+        own = [a for a in annotations if a.task == task]
+        pairs = [(a.label, predicted[(a.paragraph_id, task)]) for a in own if (a.paragraph_id, task) in predicted]
+        kappa = float("nan")
+        if pairs and len({label for pair in pairs for label in pair}) > 1:
+            kappa = round(float(cohen_kappa_score(*zip(*pairs), labels=schema.labels(task))), 4)
+        shown = [a for a in own if a.suggestion_shown]
+        report[task] = {
+            "n": len(pairs),
+            "percent_agreement": round(float(np.mean([h == m for h, m in pairs])), 4) if pairs else float("nan"),
+            "cohen_kappa": kappa,
+            "suggestions_shown": len(shown),
+            "suggestions_accepted": sum(bool(a.suggestion_accepted) for a in shown),
         }
     return report
 

@@ -16,13 +16,16 @@ import pytest
 
 from pipeline.annotate.formats import FORMATS, export_labels, import_labels
 from pipeline.annotate.paragraphs import ParagraphPool
-from pipeline.annotate.queue import (QueueOptions, UncertaintyCache, champion_predictor, next_paragraph,
-                                     uncertainty_scores)
+from pipeline.annotate.learner import champion_predictor
+from pipeline.annotate.queue import (QueueOptions, disagreement_scores, next_paragraph, queue_components,
+                                     queue_scores, rarity_scores, uncertainty_scores)
 from pipeline.annotate.quality import add_adjudication, list_conflicts, suspicious_labels, write_adjudications
 from pipeline.annotate.store import LabelStore
-from pipeline.labels import Adjudication, Annotation, LabelFileError, load_adjudications, load_annotations
+from pipeline.labels import (Adjudication, Annotation, LabelFileError, load_adjudications, load_annotations,
+                             model_agreement)
 from pipeline.schema import load_schema
-from test_annotate_support import REPO, Server, add_annotator, call, make_project, project_env, wait_for_mirror
+from test_annotate_support import (REPO, Server, add_annotator, call, make_project, project_env, seed_labels,
+                                   wait_for_mirror, wait_for_ranking)
 
 SCHEMA = load_schema(REPO / "labels" / "schema.yaml")
 TASKS = SCHEMA.task_names
@@ -83,6 +86,42 @@ def test_startup_import_is_idempotent_and_keeps_app_labels(tmp_path):
     assert {(x.paragraph_id, x.label) for x in store.labels()} == {("p1", classes[2]), ("p3", classes[2])}
 
 
+OLD_LABELS_DDL = """
+CREATE TABLE labels (paragraph_id TEXT NOT NULL, task TEXT NOT NULL, annotator TEXT NOT NULL, label TEXT NOT NULL,
+    rationale TEXT NOT NULL DEFAULT '', note TEXT NOT NULL DEFAULT '', origin TEXT NOT NULL, saved_at REAL NOT NULL,
+    PRIMARY KEY (paragraph_id, task, annotator));
+CREATE TABLE events (seq INTEGER PRIMARY KEY AUTOINCREMENT, annotator TEXT NOT NULL, paragraph_id TEXT NOT NULL,
+    kind TEXT NOT NULL, task TEXT, previous TEXT);
+"""
+
+
+def test_store_from_before_suggestions_keeps_every_label(tmp_path):
+    task = TASKS[0]
+    a, b = SCHEMA.labels(task)[:2]
+    db = tmp_path / "labels" / "store.sqlite"
+    db.parent.mkdir()
+    with sqlite3.connect(db) as conn:  # a store written by the previous release, with an undoable relabel
+        conn.executescript(OLD_LABELS_DDL)
+        conn.execute("INSERT INTO labels VALUES ('p1', ?, 'al', ?, 'why', '', 'person', 1.0)", (task, b))
+        conn.execute("INSERT INTO events (annotator, paragraph_id, kind, task, previous) "
+                     "VALUES ('al', 'p1', 'label', ?, ?)", (task, json.dumps([a, "", "", "person"])))
+    old_line = {"paragraph_id": "p0", "task": task, "label": a, "annotator": "expert", "rationale": ""}
+    (tmp_path / "labels" / "annotations.jsonl").write_text(json.dumps(old_line) + "\n")
+    store = store_at(tmp_path)
+    store.sync_from_file(load_annotations(store.annotations_path, SCHEMA))
+    assert store.labels() == [label("p0", task, a, "expert"), label("p1", task, b, "al", rationale="why")]
+    assert store.undo("al") == "p1" and store.labels()[1] == label("p1", task, a, "al")
+    store.save(label("p2", task, b, "al", suggestion_shown=True, suggestion_accepted=False))
+    lines = [json.loads(line) for line in store.annotations_path.read_text().splitlines()]
+    assert lines[0] == old_line and "suggestion_shown" not in lines[1]
+    assert (lines[2]["suggestion_shown"], lines[2]["suggestion_accepted"]) == (True, False)
+    assert load_annotations(store.annotations_path, SCHEMA)[2].suggestion_shown is True
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({**old_line, "suggestion_shown": "yes"}) + "\n")
+    with pytest.raises(LabelFileError, match="bad.jsonl:1: field 'suggestion_shown': must be true or false"):
+        load_annotations(bad, SCHEMA)
+
+
 def test_tokens_are_hashed_and_checked(tmp_path):
     store = store_at(tmp_path)
     token = store.add_annotator("ann")
@@ -106,7 +145,7 @@ def test_queue_prefers_uncertain_on_topic_and_never_repeats():
     uncertainty = {"p0": 0.1, "p1": 0.9, "p2": 0.5, "p3": 0.2, "p4": 1.0, "p5": 1.0}
     only_uncertain = QueueOptions(random_share=0, double_share=0)
     pick = next_paragraph(pool, [], set(), "al", TASKS, uncertainty, only_uncertain)
-    assert (pick.paragraph_id, pick.reason) == ("p1", "uncertain")  # p4/p5 are off-topic
+    assert (pick.paragraph_id, pick.reason) == ("p1", "ranked")  # p4/p5 are off-topic
     done = [label("p1", t, SCHEMA.labels(t)[0], "al") for t in TASKS]
     assert next_paragraph(pool, done, set(), "al", TASKS, uncertainty, only_uncertain).paragraph_id == "p2"
     half = done[:1]  # a paragraph labelled on some tasks only is resumed first
@@ -132,7 +171,7 @@ def test_queue_sends_paragraphs_for_agreement_and_mixes_random():
     reasons = [next_paragraph(pool, [], {f"p{j}" for j in range(k)}, "al", TASKS,
                               {f"p{i}": i / 40 for i in range(40)}, QueueOptions(random_share=0.3)).reason
                for k in range(30)]
-    assert 0 < reasons.count("random") < 30 and "uncertain" in reasons
+    assert 0 < reasons.count("random") < 30 and "ranked" in reasons
 
 
 def test_uncertainty_scores():
@@ -140,6 +179,33 @@ def test_uncertainty_scores():
     for method in ("margin", "entropy"):
         scores = uncertainty_scores(proba, method)
         assert scores[1] > scores[0] and 0 <= scores.min() and scores.max() <= 1
+
+
+def test_queue_score_components():
+    sure = np.array([[0.9, 0.05, 0.05], [0.05, 0.05, 0.9]])
+    other = np.array([[0.9, 0.05, 0.05], [0.9, 0.05, 0.05]])
+    assert disagreement_scores({"a": sure}, {"a": sure}).tolist() == [0, 0]
+    assert disagreement_scores({"a": sure}, {"a": other}).round(4).tolist() == [0, 0.85]
+    # class 0 has 8 labels, class 2 none: the paragraph likely to be class 2 gets the boost
+    rarity = rarity_scores({"a": sure}, {"a": [8, 4, 0]})
+    assert rarity[1] > 0.9 > 0.2 > rarity[0]
+    assert rarity_scores({"a": sure}, {"a": [0, 0, 0]}).tolist() == [0, 0]
+    parts = queue_components({"a": sure}, {"a": sure}, {"a": other}, {"a": [8, 4, 0]}, "margin", 2)
+    scores = queue_scores(parts, {"uncertainty": 0, "disagreement": 1, "rarity": 0})
+    assert scores.tolist() == parts["disagreement"].tolist()
+    alone = queue_components(None, None, None, {}, "margin", 2)
+    assert all(v.tolist() == [0, 0] for v in alone.values())
+
+
+def test_model_agreement_is_apart_from_human_agreement():
+    task = TASKS[0]
+    a, b, c = SCHEMA.labels(task)
+    labels = [label("p1", task, a, "al", suggestion_shown=True, suggestion_accepted=True),
+              label("p1", task, b, "bo", suggestion_shown=True, suggestion_accepted=False),
+              label("p2", task, c, "al"), label("p3", task, c, "al")]
+    report = model_agreement(labels, {("p1", task): a, ("p2", task): c}, SCHEMA)[task]
+    assert (report["n"], report["percent_agreement"]) == (3, round(2 / 3, 4))
+    assert (report["suggestions_shown"], report["suggestions_accepted"]) == (2, 1)
 
 
 def test_champion_uncertainty_ranks_the_pool(tmp_path, monkeypatch):
@@ -155,7 +221,7 @@ def test_champion_uncertainty_ranks_the_pool(tmp_path, monkeypatch):
     predict = champion_predictor(Console(), str(tmp_path / "model"))
     pool = pd.DataFrame({"paragraph_id": ["sure", "unsure"], "on_topic": [True, True],
                          "text": ["alliance friendship deepening", "holiday"]}).set_index("paragraph_id", drop=False)
-    scores = UncertaintyCache(predict, "entropy").scores(pool)
+    scores = dict(zip(pool["paragraph_id"], uncertainty_scores(predict(list(pool["text"])), "entropy")))
     assert scores["unsure"] > scores["sure"]
     pick = next_paragraph(pool, [], set(), "al", TASKS, scores, QueueOptions(random_share=0, double_share=0))
     assert pick.paragraph_id == "unsure"
@@ -296,7 +362,7 @@ def test_api_validates_labels_and_takes_no_paths(served):
     assert call(server.url + "/static/../params.yaml", name="alice", token=token)[0] == 404
     assert call(server.url + "/api/labels", "POST", ok, "alice", token) == (200, {"saved": True, **ok})
     lines = wait_for_mirror(server.root / "labels" / "annotations.jsonl", bool)
-    assert json.loads(lines[0]) == {**ok, "annotator": "alice", "rationale": ""}
+    assert json.loads(lines[0]) == {**ok, "annotator": "alice", "rationale": "", "suggestion_shown": False}
 
 
 WRITER = textwrap.dedent("""
@@ -374,3 +440,43 @@ def test_add_annotator_cli_prints_a_working_token(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "pipeline.cli", "annotate", "add-annotator", "a b"], cwd=root,
                          env=project_env(root), capture_output=True, text=True)
     assert bad.returncode == 2 and "invalid annotator name" in bad.stderr
+
+
+def test_suggestions_refits_and_a_new_champion_without_restart(tmp_path):
+    """Seeded labels give the fast model; labels record the suggestion; every 2 labels re-rank; a model
+    saved into the --model folder while the app runs is picked up (and disagreement enters the score)."""
+    from pipeline.model import StanceModel
+
+    root = make_project(tmp_path / "project", n_paragraphs=16, retrain_every=2)
+    seed_labels(root, SCHEMA, range(6))
+    token = add_annotator(root, "bo")
+    server = Server(root, args=("--model", str(tmp_path / "model"))).start()
+    try:
+        first = wait_for_ranking(server, "bo", token, lambda s: s["ranking"]["model"] == "fast")
+        assert first["ranking"]["labels_seen"] == 6 * len(TASKS) and len(first["queue"]) == 10
+        assert {"uncertainty", "disagreement", "rarity", "score"} <= set(first["queue"][0])
+        status, state = call(server.url + "/api/next", name="bo", token=token)
+        pid, suggested = state["paragraph"]["paragraph_id"], state["suggestions"]
+        assert set(suggested) == set(TASKS) and 0 < suggested[TASKS[0]]["probability"] <= 1
+        other = next(c for c in SCHEMA.labels(TASKS[1]) if c != suggested[TASKS[1]]["label"])
+        texts = list(pd.read_parquet(root / "data" / "paragraphs.parquet")["text"])
+        StanceModel.fit(SCHEMA, "tfidf_lr", {"char_ngrams": False}, 0,
+                        {t: (texts, [SCHEMA.labels(t)[i % 2] for i in range(len(texts))]) for t in TASKS}
+                        ).save(tmp_path / "model")
+        for task, cls in ((TASKS[0], suggested[TASKS[0]]["label"]), (TASKS[1], other)):
+            body = {"paragraph_id": pid, "task": task, "label": cls, "suggested": suggested[task]["label"]}
+            assert call(server.url + "/api/labels", "POST", body, "bo", token)[0] == 200
+        after = wait_for_ranking(server, "bo", token, lambda s: s["ranking"]["labels_seen"] == 6 * len(TASKS) + 2)
+        assert after["ranking"]["version"] > first["ranking"]["version"] and "refit" in after["ranking"]["trigger"]
+        assert max(row["disagreement"] for row in first["queue"]) == 0  # no champion at start
+        assert max(row["disagreement"] for row in after["queue"]) > 0   # the one saved since, without a restart
+        assert after["model_agreement"][TASKS[0]]["suggestions_accepted"] == 1
+        assert after["labels"]["by_annotator"]["bo"] == {f"{TASKS[0]}:{suggested[TASKS[0]]['label']}": 1,
+                                                          f"{TASKS[1]}:{other}": 1}
+        assert call(server.url + "/api/settings", "POST", {"show_suggestions": False}, "bo", token)[0] == 200
+        assert call(server.url + "/api/next", name="bo", token=token)[1]["suggestions"] is None
+    finally:
+        server.stop()
+    saved = {(a.task, a.suggestion_shown, a.suggestion_accepted)
+             for a in load_annotations(root / "labels" / "annotations.jsonl", SCHEMA) if a.annotator == "bo"}
+    assert saved == {(TASKS[0], True, True), (TASKS[1], True, False)}

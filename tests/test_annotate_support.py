@@ -15,16 +15,21 @@ import urllib.request
 from pathlib import Path
 
 import pandas as pd
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT_TEXT = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2"> Beijing & Moscow "ties"'
 
 
-def make_project(root: Path, n_paragraphs: int = 12, script_paragraph: bool = False) -> Path:
-    """params.yaml + the real label schema + a small paragraphs parquet (three articles)."""
+def make_project(root: Path, n_paragraphs: int = 12, script_paragraph: bool = False, retrain_every: int = 10) -> Path:
+    """params.yaml (fast model on the small minilm encoder) + the real label schema + a small paragraphs
+    parquet (three articles)."""
     (root / "labels").mkdir(parents=True)
     (root / "data").mkdir()
-    shutil.copy(REPO / "params.yaml", root / "params.yaml")
+    params = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
+    params["models"]["embed_lr"].update(encoder="minilm", max_length=64)
+    params["annotate"]["queue"]["retrain_every"] = retrain_every
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
     shutil.copy(REPO / "labels" / "schema.yaml", root / "labels" / "schema.yaml")
     (root / "labels" / "GUIDELINES.md").write_text("# Guidelines\n\nLabel what the paragraph itself says.\n")
     sentences = [
@@ -61,8 +66,9 @@ def project_env(root: Path) -> dict[str, str]:
 class Server:
     """`stance annotate` in a subprocess on a free 127.0.0.1 port."""
 
-    def __init__(self, root: Path, port: int | None = None):
+    def __init__(self, root: Path, port: int | None = None, args: tuple[str, ...] = ()):
         self.root = root
+        self.args = args
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = open(root / f"server-{self.port}.log", "ab")
@@ -70,7 +76,7 @@ class Server:
 
     def start(self, timeout: float = 90) -> "Server":
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pipeline.cli", "annotate", "serve", "--port", str(self.port)],
+            [sys.executable, "-m", "pipeline.cli", "annotate", "serve", "--port", str(self.port), *self.args],
             cwd=self.root, env=project_env(self.root), stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -128,3 +134,23 @@ def call(url: str, method: str = "GET", body: dict | None = None, name: str | No
             return response.status, json.loads(response.read() or b"null")
     except urllib.error.HTTPError as err:
         return err.code, json.loads(err.read() or b"null")
+
+
+def seed_labels(root: Path, schema, paragraphs: range, annotator: str = "expert") -> None:
+    """Labels in annotations.jsonl (as committed expert labels are), cycling through the classes."""
+    lines = [json.dumps({"paragraph_id": f"p{i:02d}", "task": task, "label": schema.labels(task)[i % 3],
+                         "annotator": annotator, "rationale": ""})
+             for i in paragraphs for task in schema.task_names]
+    (root / "labels" / "annotations.jsonl").write_text("".join(line + "\n" for line in sorted(lines)), encoding="utf-8")
+
+
+def wait_for_ranking(server: Server, name: str, token: str, condition, timeout: float = 120) -> dict:
+    """/api/stats once `condition(stats)` holds (the learning loop works in the background)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status, stats = call(server.url + "/api/stats", name=name, token=token)
+        if status == 200 and condition(stats):
+            return stats
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"ranking not reached: {stats}")
+        time.sleep(0.2)

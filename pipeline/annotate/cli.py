@@ -14,7 +14,7 @@ from rich.table import Table
 
 from pipeline.annotate.formats import FORMATS
 from pipeline.annotate.project import Project
-from pipeline.config import ConfigError, EvaluateParams, load_params
+from pipeline.config import ConfigError, EvaluateParams
 from pipeline.labels import Adjudication
 
 console = Console()
@@ -29,7 +29,9 @@ Port = Annotated[int, typer.Option(help="TCP port")]
 RandomShare = Annotated[float, typer.Option(help="share of paragraphs picked uniformly at random (unbiased eval)")]
 DoubleShare = Annotated[float, typer.Option(help="share of paragraphs sent for a second annotator's opinion")]
 PerParagraph = Annotated[int, typer.Option(help="stop asking for more opinions on a paragraph at this many annotators")]
-Uncertainty = Annotated[str, typer.Option(help="champion uncertainty: margin or entropy")]
+Uncertainty = Annotated[str | None, typer.Option(help="margin or entropy (default: annotate.queue.method)")]
+RetrainEvery = Annotated[int | None, typer.Option(help="refit the fast model after this many new labels; 0: never "
+                                                       "(default: annotate.queue.retrain_every)")]
 Model = Annotated[str | None, typer.Option(help="model folder or MLflow URI instead of the registered champion")]
 
 
@@ -41,34 +43,35 @@ def _fail(err: Exception) -> None:
 @annotate_app.callback(invoke_without_command=True)
 def annotate(ctx: typer.Context, host: Host = "127.0.0.1", port: Port = 8765, random_share: RandomShare = 0.2,
              double_share: DoubleShare = 0.1, annotators_per_paragraph: PerParagraph = 2,
-             uncertainty: Uncertainty = "margin", model: Model = None) -> None:
+             uncertainty: Uncertainty = None, retrain_every: RetrainEvery = None, model: Model = None) -> None:
     """Start the labelling app (the same as `stance annotate serve`)."""
     if ctx.invoked_subcommand is None:
-        serve(host, port, random_share, double_share, annotators_per_paragraph, uncertainty, model)
+        serve(host, port, random_share, double_share, annotators_per_paragraph, uncertainty, retrain_every, model)
 
 
 @annotate_app.command()
 def serve(host: Host = "127.0.0.1", port: Port = 8765, random_share: RandomShare = 0.2,
           double_share: DoubleShare = 0.1, annotators_per_paragraph: PerParagraph = 2,
-          uncertainty: Uncertainty = "margin", model: Model = None) -> None:
-    """Start the labelling app."""
+          uncertainty: Uncertainty = None, retrain_every: RetrainEvery = None, model: Model = None) -> None:
+    """Start the labelling app; a background job refits the fast model (embed_lr) as labels arrive."""
     import uvicorn
 
-    from pipeline.annotate.queue import QueueOptions, UncertaintyCache, champion_predictor
+    from pipeline.annotate.learner import FastModel, LearningLoop
+    from pipeline.annotate.queue import QueueOptions
     from pipeline.annotate.server import create_app
+    from pipeline.config import QueueParams
 
     try:
-        options = QueueOptions(random_share=random_share, double_share=double_share,
-                               annotators_per_paragraph=annotators_per_paragraph, uncertainty=uncertainty,
-                               seed=load_params().seed)
         project = Project.open()
+        options = QueueOptions(random_share=random_share, double_share=double_share,
+                               annotators_per_paragraph=annotators_per_paragraph, seed=project.params.seed)
+        overrides = {k: v for k, v in (("method", uncertainty), ("retrain_every", retrain_every)) if v is not None}
+        queue = QueueParams.model_validate({**project.params.annotate.queue.model_dump(), **overrides})
+        fast = FastModel(project.params.models.get("embed_lr", {}), project.params.seed)
     except (ValueError, ConfigError) as err:
         _fail(err)
-    predict = champion_predictor(err_console, model)
-    if predict is None:
-        err_console.print("[yellow]the queue uses a seeded random order until a champion is registered[/yellow]")
-    cache = UncertaintyCache(predict, options.uncertainty)
-    app = create_app(project, options, cache)
+    loop = LearningLoop(project, queue, fast, model, err_console)
+    app = create_app(project, options, loop)
     err_console.print(f"[bold]stance annotate[/bold] on http://{host}:{port}/  (Ctrl+C to stop)")
     uvicorn.run(app, host=host, port=port, log_level="warning")
 
@@ -91,7 +94,7 @@ Format = Annotated[str, typer.Option("--format", "-f", help=f"one of: {', '.join
 def export(fmt: Format, out: Annotated[Path, typer.Option(help="file to write")], model: Model = None) -> None:
     """Write all labels in another tool's format (Label Studio tasks carry the champion's predictions)."""
     from pipeline.annotate.formats import export_labels
-    from pipeline.annotate.queue import champion_predictor
+    from pipeline.annotate.learner import champion_predictor
 
     try:
         project = Project.open()
@@ -159,8 +162,10 @@ def import_(fmt: Format, file: Annotated[Path, typer.Argument(help="file exporte
 
 
 @labels_app.command()
-def agreement() -> None:
-    """Per task: Krippendorff's alpha, pairwise Cohen's kappa and annotator confusion matrices."""
+def agreement(model: Model = None,
+              human_only: Annotated[bool, typer.Option(help="skip model-human agreement")] = False) -> None:
+    """Per task: Krippendorff's alpha, pairwise Cohen's kappa and annotator confusion matrices; then, apart,
+    model-human agreement of the champion (or --model) and how often shown suggestions were accepted."""
     from pipeline.annotate.quality import confusions
     from pipeline.labels import agreement as agreement_report
 
@@ -190,6 +195,32 @@ def agreement() -> None:
             for name, row in zip(classes, matrix):
                 grid.add_row(name, *map(str, row))
             console.print(grid)
+    if not human_only:
+        _model_agreement(project, annotations, model)
+
+
+def _model_agreement(project: Project, annotations, model: str | None) -> None:
+    """The champion's predictions on the labelled paragraphs against every human label (not against gold:
+    people and model are compared the same way people are compared with each other)."""
+    from pipeline.annotate.learner import champion_predictor
+    from pipeline.labels import model_agreement
+
+    paragraphs = project.paragraphs()
+    ids = sorted({a.paragraph_id for a in annotations} & set(paragraphs.index))
+    predicted = {}
+    if ids and (predict := champion_predictor(err_console, model)):
+        for task, proba in predict(list(paragraphs.loc[ids, "text"])).items():
+            classes = project.schema.labels(task)
+            predicted.update({(pid, task): classes[int(i)] for pid, i in zip(ids, proba.argmax(axis=1))})
+    table = Table(title=f"Model-human agreement ({model or 'champion'}{'' if predicted else ': no predictions'})")
+    for column in ("task", "human labels", "% agreement", "Cohen kappa", "suggestions shown", "accepted"):
+        table.add_column(column)
+    table.caption = ("labels the model was trained on make its agreement optimistic; accepted suggestions "
+                     "compare each label with a model that had not seen it")
+    for task, stats in model_agreement(annotations, predicted, project.schema).items():
+        table.add_row(task, str(stats["n"]), str(stats["percent_agreement"]), str(stats["cohen_kappa"]),
+                      str(stats["suggestions_shown"]), str(stats["suggestions_accepted"]))
+    console.print(table)
 
 
 @labels_app.command("conflicts")

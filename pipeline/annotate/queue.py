@@ -1,28 +1,27 @@
 """What to label next: active learning mixed with random and second-opinion picks.
 
-Most picks go to the paragraphs where the current champion is least sure (they teach
-the model most); a share are uniformly random (so the labelled set can still serve
-as an unbiased evaluation sample); a share send paragraphs one colleague already
-labelled to a second annotator (so agreement can be measured). Each pick is a
-seeded draw from (seed, annotator, how many paragraphs they have finished), so a
-reload shows the same paragraph and two annotators do not march in lockstep.
+Most picks go to the paragraphs with the highest queue score (`queue_scores`): where the
+current model is least sure, where the fast model and the champion disagree, and where a
+class that is rare in the labels so far is likely (they teach the model most); a share are
+uniformly random (so the labelled set can still serve as an unbiased evaluation sample); a
+share send paragraphs one colleague already labelled to a second annotator (so agreement can
+be measured). Each pick is a seeded draw from (seed, annotator, how many paragraphs they have
+finished), so a reload shows the same paragraph and two annotators do not march in lockstep.
 """
 
 from __future__ import annotations
 
 import random
-import threading
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Callable, Iterable, Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
-from rich.console import Console
 
 from pipeline.labels import Annotation
 
-UNCERTAINTY_METHODS = ("margin", "entropy")
+COMPONENTS = ("uncertainty", "disagreement", "rarity")
 
 
 @dataclass(frozen=True)
@@ -30,7 +29,6 @@ class QueueOptions:
     random_share: float = 0.2      # share of picks drawn uniformly at random
     double_share: float = 0.1      # share of picks that ask for a second opinion
     annotators_per_paragraph: int = 2  # a paragraph stops being offered for agreement at this many
-    uncertainty: str = "margin"
     seed: int = 42
 
     def __post_init__(self) -> None:
@@ -41,14 +39,12 @@ class QueueOptions:
             raise ValueError("random-share + double-share must not exceed 1")
         if self.annotators_per_paragraph < 1:
             raise ValueError("annotators-per-paragraph must be at least 1")
-        if self.uncertainty not in UNCERTAINTY_METHODS:
-            raise ValueError(f"uncertainty must be one of {', '.join(UNCERTAINTY_METHODS)}")
 
 
 @dataclass(frozen=True)
 class Pick:
     paragraph_id: str
-    reason: str   # resume | uncertain | random | agreement
+    reason: str   # resume | ranked | random | agreement
 
 
 def uncertainty_scores(probas: dict[str, np.ndarray], method: str) -> np.ndarray:
@@ -65,12 +61,13 @@ def uncertainty_scores(probas: dict[str, np.ndarray], method: str) -> np.ndarray
 
 
 def next_paragraph(paragraphs: pd.DataFrame, labels: Iterable[Annotation], skipped: set[str], annotator: str,
-                   tasks: Sequence[str], uncertainty: dict[str, float], options: QueueOptions,
+                   tasks: Sequence[str], scores: dict[str, float], options: QueueOptions,
                    last: str | None = None) -> Pick | None:
     """The paragraph to show `annotator` now (None when nothing is left for them).
 
-    `paragraphs` is indexed by paragraph_id, with columns paragraph_id and on_topic; `uncertainty` maps paragraph_id to
-    a score (empty when no champion: then the order is a seeded shuffle)."""
+    `paragraphs` is indexed by paragraph_id, with columns paragraph_id and on_topic; `scores` maps paragraph_id to
+    its queue score (empty when there is no model yet: then the order is a seeded shuffle). A paragraph the
+    annotator finished or skipped is never offered to them again."""
     mine: dict[str, set[str]] = defaultdict(set)
     others: dict[str, set[str]] = defaultdict(set)
     for lab in labels:
@@ -93,13 +90,13 @@ def next_paragraph(paragraphs: pd.DataFrame, labels: Iterable[Annotation], skipp
     rng = random.Random(f"{options.seed}:{annotator}:{len(finished) + len(skipped)}")
     draw = rng.random()
     if draw < options.double_share and not second.empty:
-        return Pick(_most_uncertain(second, uncertainty, options.seed)[0], "agreement")
+        return Pick(ranked(second, scores, options.seed)[0], "agreement")
     if fresh.empty:
         fresh = second if not second.empty else open_
     if draw < options.double_share + options.random_share:
         tier = _first_tier(fresh)
         return Pick(sorted(tier["paragraph_id"])[rng.randrange(len(tier))], "random")
-    return Pick(_most_uncertain(fresh, uncertainty, options.seed)[0], "uncertain")
+    return Pick(ranked(fresh, scores, options.seed)[0], "ranked")
 
 
 def _first_tier(frame: pd.DataFrame) -> pd.DataFrame:
@@ -108,46 +105,39 @@ def _first_tier(frame: pd.DataFrame) -> pd.DataFrame:
     return on_topic if not on_topic.empty else frame
 
 
-def _most_uncertain(frame: pd.DataFrame, uncertainty: dict[str, float], seed: int) -> list[str]:
-    """On-topic first, then most uncertain first; unscored paragraphs in a stable seeded shuffle."""
+def ranked(frame: pd.DataFrame, scores: dict[str, float], seed: int) -> list[str]:
+    """On-topic first, then highest score first; unscored paragraphs in a stable seeded shuffle."""
     tie = {p: random.Random(f"{seed}:{p}").random() for p in frame["paragraph_id"]}
-    return sorted(frame["paragraph_id"],
-                  key=lambda p: (not bool(frame.at[p, "on_topic"]), -uncertainty.get(p, -1.0), tie[p]))
+    on_topic = frame["on_topic"].astype(bool).to_dict()
+    return sorted(frame["paragraph_id"], key=lambda p: (not on_topic[p], -scores.get(p, -1.0), tie[p]))
 
 
-class UncertaintyCache:
-    """Champion uncertainty per paragraph, computed once per paragraph text.
-
-    `predict` is StanceModel.predict_proba of the champion, or None when none is
-    registered (the queue then falls back to a seeded random order)."""
-
-    def __init__(self, predict: Callable[[list[str]], dict[str, np.ndarray]] | None, method: str):
-        self.predict = predict
-        self.method = method
-        self._scores: dict[str, float] = {}
-        self._lock = threading.Lock()
-
-    def scores(self, paragraphs: pd.DataFrame) -> dict[str, float]:
-        if self.predict is None:
-            return {}
-        with self._lock:
-            todo = paragraphs[~paragraphs["paragraph_id"].isin(self._scores)]
-            if len(todo):
-                values = uncertainty_scores(self.predict(list(todo["text"])), self.method)
-                self._scores.update(zip(todo["paragraph_id"], map(float, values)))
-            return dict(self._scores)
+def disagreement_scores(first: dict[str, np.ndarray], second: dict[str, np.ndarray]) -> np.ndarray:
+    """Mean over tasks of the total variation distance between two models' rows, in [0, 1]."""
+    return np.mean([0.5 * np.abs(np.asarray(first[t]) - np.asarray(second[t])).sum(axis=1) for t in first], axis=0)
 
 
-def champion_predictor(console: Console, model_uri: str | None = None
-                       ) -> Callable[[list[str]], dict[str, np.ndarray]] | None:
-    """predict_proba of the registered champion (or of `model_uri`: a model folder or MLflow URI),
-    or None, with the reason printed, when there is none."""
-    try:
-        from pipeline.tracking import load_champion
+def rarity_scores(probas: dict[str, np.ndarray], label_counts: dict[str, list[int]]) -> np.ndarray:
+    """Mean over tasks of the expected rarity of the paragraph's class, in [0, 1]: a class's rarity is
+    1 - its label count / the most frequent class's count (tasks with no labels yet add 0)."""
+    per_task = []
+    for task, proba in probas.items():
+        counts = np.asarray(label_counts.get(task, [0] * proba.shape[1]), dtype=float)
+        rarity = 1.0 - counts / counts.max() if counts.max() > 0 else np.zeros_like(counts)
+        per_task.append(np.asarray(proba) @ rarity)
+    return np.mean(per_task, axis=0)
 
-        model = load_champion(model_uri)
-    except Exception as err:  # no registry, no model, or no alias yet: all mean "no champion"
-        console.print(f"[yellow]no champion model ({type(err).__name__}: {err}); "
-                      "going on without model predictions[/yellow]")
-        return None
-    return model.predict_proba
+
+def queue_components(current: dict[str, np.ndarray] | None, fast: dict[str, np.ndarray] | None,
+                     champion: dict[str, np.ndarray] | None, label_counts: dict[str, list[int]],
+                     method: str, n: int) -> dict[str, np.ndarray]:
+    """Each score component per row (COMPONENTS order): `current` is the model whose suggestions are
+    shown (the fast model once fitted, else the champion); disagreement needs both models."""
+    zeros = np.zeros(n)
+    return {"uncertainty": uncertainty_scores(current, method) if current else zeros,
+            "disagreement": disagreement_scores(fast, champion) if fast and champion else zeros,
+            "rarity": rarity_scores(current, label_counts) if current else zeros}
+
+
+def queue_scores(components: dict[str, np.ndarray], weights: dict[str, float]) -> np.ndarray:
+    return sum(weights[name] * components[name] for name in COMPONENTS)

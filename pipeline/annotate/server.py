@@ -14,6 +14,8 @@ and only then is the body read and validated. Error messages never repeat the in
 
 from __future__ import annotations
 
+import math
+from collections import Counter, defaultdict
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Iterable
@@ -25,10 +27,11 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from rich.console import Console
 
+from pipeline.annotate.learner import LearningLoop
 from pipeline.annotate.project import Project
-from pipeline.annotate.queue import QueueOptions, UncertaintyCache, next_paragraph
+from pipeline.annotate.queue import QueueOptions, next_paragraph
 from pipeline.config import ConfigError
-from pipeline.labels import Annotation
+from pipeline.labels import Annotation, agreement, model_agreement
 
 STATIC = Path(__file__).parent / "static"
 SECURITY_HEADERS = {
@@ -66,6 +69,12 @@ class LabelIn(BaseModel):
     label: str = Field(min_length=1, max_length=200)
     rationale: str = Field("", max_length=4000)
     note: str = Field("", max_length=4000)
+    suggested: str | None = Field(None, max_length=200, description="the model's suggestion shown for this task")
+
+
+class SettingsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    show_suggestions: bool
 
 
 class SkipIn(BaseModel):
@@ -100,17 +109,17 @@ def json_body(model: type[BaseModel]):
     return parse
 
 
-def create_app(project: Project, options: QueueOptions, cache: UncertaintyCache) -> FastAPI:
+def create_app(project: Project, options: QueueOptions, loop: LearningLoop) -> FastAPI:
     console = Console(stderr=True)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI):
         project.import_label_file()
-        if project.pool.path.exists():
-            cache.scores(project.pool.current().frame)  # warm the champion's scores before the first request
+        loop.start()  # embeds and fits in the background: the app serves (in seeded order) meanwhile
         console.print(f"[green]label store[/green] {project.store.db_path} -> {project.store.annotations_path}")
         with project.store.background_mirror():
             yield
+        loop.stop()
 
     app = FastAPI(title="stance annotate", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
 
@@ -157,7 +166,7 @@ def create_app(project: Project, options: QueueOptions, cache: UncertaintyCache)
     @app.get("/api/next")
     def next_(name: str = Depends(annotator)) -> dict:
         try:
-            return _state(project, options, cache, name)
+            return _state(project, options, loop, name)
         except ConfigError as err:  # e.g. no paragraphs.parquet yet: say so instead of a bare 500
             raise HTTPException(503, str(err)) from None
 
@@ -168,9 +177,26 @@ def create_app(project: Project, options: QueueOptions, cache: UncertaintyCache)
         if project.schema.check(body.task, body.label):
             field = "task" if body.task not in project.schema.tasks else "label"
             raise HTTPException(422, f"field '{field}': not in the label schema")
+        shown = body.suggested is not None
         project.store.save(Annotation(paragraph_id=body.paragraph_id, task=body.task, label=body.label,
-                                      annotator=name, rationale=body.rationale.strip(), note=body.note.strip()))
+                                      annotator=name, rationale=body.rationale.strip(), note=body.note.strip(),
+                                      suggestion_shown=shown,
+                                      suggestion_accepted=body.suggested == body.label if shown else None))
+        loop.label_saved()
         return {"saved": True, "paragraph_id": body.paragraph_id, "task": body.task, "label": body.label}
+
+    @app.post("/api/settings")
+    def settings(name: str = Depends(annotator), body: SettingsIn = Depends(json_body(SettingsIn))) -> dict:
+        project.store.set_show_suggestions(name, body.show_suggestions)
+        return {"show_suggestions": body.show_suggestions}
+
+    @app.get("/stats", include_in_schema=False)
+    def stats_page() -> FileResponse:
+        return FileResponse(STATIC / "stats.html", media_type="text/html")
+
+    @app.get("/api/stats")
+    def stats(_: str = Depends(annotator)) -> dict:
+        return _finite(_stats(project, loop))
 
     @app.post("/api/skip")
     def skip(name: str = Depends(annotator), body: SkipIn = Depends(json_body(SkipIn))) -> dict:
@@ -186,22 +212,76 @@ def create_app(project: Project, options: QueueOptions, cache: UncertaintyCache)
     return app
 
 
-def _state(project: Project, options: QueueOptions, cache: UncertaintyCache, name: str) -> dict:
-    """What the page shows: the next paragraph with its article context, my labels on it, progress."""
+def _state(project: Project, options: QueueOptions, loop: LearningLoop, name: str) -> dict:
+    """What the page shows: the next paragraph with its article context, my labels on it, progress,
+    and (when the annotator has them on) the current model's suggestions."""
     snapshot = project.pool.current()
     labels = project.store.labels()
     skipped = project.store.skipped(name)
+    ranking = loop.ranking
     pick = next_paragraph(snapshot.frame, labels, skipped, name, project.schema.task_names,
-                          cache.scores(snapshot.frame), options, project.store.last_paragraph(name))
+                          ranking.scores, options, project.store.last_paragraph(name))
     mine = [lab for lab in labels if lab.annotator == name and snapshot.has(lab.paragraph_id)]
     done = {p for p in {lab.paragraph_id for lab in mine}
             if set(project.schema.task_names) <= {lab.task for lab in mine if lab.paragraph_id == p}}
     progress = {"done": len(done), "skipped": len(skipped), "total": len(snapshot.frame),
                 "my_labels": len(mine), "all_labels": len(labels)}
+    show = project.store.show_suggestions(name)
     if pick is None:
-        return {"paragraph": None, "progress": progress}
+        return {"paragraph": None, "progress": progress, "show_suggestions": show}
     previous, following = snapshot.neighbours(pick.paragraph_id)
     current = {lab.task: {"label": lab.label, "note": lab.note, "rationale": lab.rationale}
                for lab in mine if lab.paragraph_id == pick.paragraph_id}
+    classes = {task: project.schema.labels(task) for task in project.schema.task_names}
     return {"paragraph": snapshot.record(pick.paragraph_id), "reason": pick.reason,
-            "context": {"previous": previous, "next": following}, "labels": current, "progress": progress}
+            "context": {"previous": previous, "next": following}, "labels": current, "progress": progress,
+            "show_suggestions": show, "model": ranking.model,
+            "suggestions": ranking.suggestion(pick.paragraph_id, classes) if show else None}
+
+
+def _stats(project: Project, loop: LearningLoop, top: int = 10) -> dict:
+    """The lead's view: labels per annotator and class, human-human and model-human agreement, and what
+    the queue offers next (paragraphs nobody has labelled, on-topic first) with its score components."""
+    labels = project.store.labels()
+    schema = project.schema
+    counts: dict[str, Counter] = defaultdict(Counter)
+    for lab in labels:
+        counts[lab.annotator][f"{lab.task}:{lab.label}"] += 1
+    ranking = loop.ranking
+    classes = {task: schema.labels(task) for task in schema.task_names}
+    predicted = {}
+    for pid in {lab.paragraph_id for lab in labels}:
+        for task, suggestion in (ranking.suggestion(pid, classes) or {}).items():
+            predicted[(pid, task)] = suggestion["label"]
+    queue: list[dict] = []
+    if project.pool.path.exists():
+        frame = project.pool.current().frame
+        fresh = frame[~frame["paragraph_id"].isin({lab.paragraph_id for lab in labels})]
+        on_topic = fresh[fresh["on_topic"].astype(bool)]
+        queue = ranking.top(set((on_topic if len(on_topic) else fresh)["paragraph_id"]), top)
+        for row in queue:
+            row["text"] = str(frame.at[row["paragraph_id"], "text"])[:200]
+    return {
+        "labels": {"total": len(labels), "columns": [f"{t}:{c}" for t in schema.task_names for c in classes[t]],
+                   "by_annotator": {name: dict(c) for name, c in sorted(counts.items())}},
+        "human_agreement": agreement(labels, schema),
+        "model_agreement": model_agreement(labels, predicted, schema),
+        "ranking": {"version": ranking.version, "model": ranking.model, "fitted_on": ranking.fitted_on,
+                    "labels_seen": ranking.labels_seen,
+                    "trigger": ranking.trigger, "created_at": ranking.created_at, "status": loop.status,
+                    "labels_since_fit": loop.labels_since_fit, "retrain_every": loop.queue.retrain_every,
+                    "weights": {"uncertainty": loop.queue.uncertainty, "disagreement": loop.queue.disagreement,
+                                "rarity": loop.queue.rarity}, "method": loop.queue.method},
+        "queue": queue,
+    }
+
+
+def _finite(value):
+    """JSON has no NaN: undefined statistics (e.g. kappa on one class) become null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value

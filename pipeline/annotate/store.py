@@ -44,6 +44,8 @@ CREATE TABLE IF NOT EXISTS labels (
     note TEXT NOT NULL DEFAULT '',
     origin TEXT NOT NULL,
     saved_at REAL NOT NULL,
+    suggestion_shown INTEGER,
+    suggestion_accepted INTEGER,
     PRIMARY KEY (paragraph_id, task, annotator)
 );
 CREATE TABLE IF NOT EXISTS skips (
@@ -65,20 +67,37 @@ CREATE TABLE IF NOT EXISTS annotators (
     token_hash TEXT NOT NULL,
     created_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS settings (
+    annotator TEXT PRIMARY KEY,
+    show_suggestions INTEGER NOT NULL
+);
 """
+# Columns added after the first release: a store from before gets them (NULL: not recorded), keeping every label.
+_MIGRATIONS = {"labels": ("suggestion_shown INTEGER", "suggestion_accepted INTEGER")}
+_LABEL_COLUMNS = "paragraph_id, task, label, annotator, rationale, note, suggestion_shown, suggestion_accepted"
 
 
 def label_key(label: Annotation) -> tuple[str, str, str]:
     return (label.paragraph_id, label.task, label.annotator)
 
 
-def annotation_record(label: Annotation) -> dict[str, str]:
-    """The canonical line: fixed key order, `note` only when there is one."""
-    line = {"paragraph_id": label.paragraph_id, "task": label.task, "label": label.label,
-            "annotator": label.annotator, "rationale": label.rationale}
+def annotation_record(label: Annotation) -> dict[str, str | bool]:
+    """The canonical line: fixed key order, `note` and the suggestion flags only when there are some."""
+    line: dict[str, str | bool] = {"paragraph_id": label.paragraph_id, "task": label.task, "label": label.label,
+                                   "annotator": label.annotator, "rationale": label.rationale}
     if label.note:
         line["note"] = label.note
+    for name in ("suggestion_shown", "suggestion_accepted"):
+        if getattr(label, name) is not None:
+            line[name] = getattr(label, name)
     return line
+
+
+def _annotation(row: tuple) -> Annotation:
+    """An Annotation from a row of _LABEL_COLUMNS (SQLite keeps the flags as 0/1/NULL)."""
+    *text, shown, accepted = row
+    return Annotation(*text, suggestion_shown=None if shown is None else bool(shown),
+                      suggestion_accepted=None if accepted is None else bool(accepted))
 
 
 class LabelStore:
@@ -95,6 +114,11 @@ class LabelStore:
         self._write_lock = threading.Lock()
         with self._connect() as conn:
             conn.executescript(_DDL)
+            for table, columns in _MIGRATIONS.items():
+                present = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+                for column in columns:
+                    if column.split()[0] not in present:
+                        conn.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
 
     # --- connections -------------------------------------------------------------------
 
@@ -132,7 +156,7 @@ class LabelStore:
         check_name(label.annotator)
         with self._transaction() as conn:
             previous = conn.execute(
-                "SELECT label, rationale, note, origin FROM labels "
+                "SELECT label, rationale, note, origin, suggestion_shown, suggestion_accepted FROM labels "
                 "WHERE paragraph_id=? AND task=? AND annotator=?", label_key(label)).fetchone()
             _upsert(conn, label, ORIGIN_PERSON)
             conn.execute(
@@ -173,21 +197,22 @@ class LabelStore:
                 conn.execute("DELETE FROM labels WHERE paragraph_id=? AND task=? AND annotator=?",
                              (paragraph_id, task, annotator))
             else:
-                label, rationale, note, origin = json.loads(previous)
-                _upsert(conn, Annotation(paragraph_id=paragraph_id, task=task, label=label, annotator=annotator,
-                                          rationale=rationale, note=note), origin)
+                label, rationale, note, origin, *flags = json.loads(previous)  # no flags: an event from before them
+                shown, accepted = flags or (None, None)
+                _upsert(conn, _annotation((paragraph_id, task, label, annotator, rationale, note, shown, accepted)),
+                        origin)
             conn.execute("DELETE FROM events WHERE seq=?", (seq,))
         if kind == "label":
             self._mirror_changed()
         return paragraph_id
 
     def labels(self, annotator: str | None = None) -> list[Annotation]:
-        query = "SELECT paragraph_id, task, label, annotator, rationale, note FROM labels"
+        query = f"SELECT {_LABEL_COLUMNS} FROM labels"
         args: tuple = ()
         if annotator is not None:
             query, args = query + " WHERE annotator=?", (annotator,)
         with self._connect() as conn:
-            return sorted((Annotation(*row) for row in conn.execute(query, args)), key=label_key)
+            return sorted((_annotation(row) for row in conn.execute(query, args)), key=label_key)
 
     def skipped(self, annotator: str) -> set[str]:
         with self._connect() as conn:
@@ -207,9 +232,8 @@ class LabelStore:
         file-origin rows no longer in the file go; labels people wrote stay."""
         file_labels = {label_key(lab): lab for lab in file_labels}
         with self._lock, self._transaction() as conn:
-            rows = conn.execute(
-                "SELECT paragraph_id, task, label, annotator, rationale, note, origin FROM labels").fetchall()
-            stored = {label_key(lab): (lab, origin) for lab, origin in ((Annotation(*r[:6]), r[6]) for r in rows)}
+            rows = conn.execute(f"SELECT {_LABEL_COLUMNS}, origin FROM labels").fetchall()
+            stored = {label_key(lab): (lab, origin) for lab, origin in ((_annotation(r[:8]), r[8]) for r in rows)}
             for key, (label, origin) in stored.items():
                 if origin == ORIGIN_FILE and key not in file_labels:
                     conn.execute("DELETE FROM labels WHERE paragraph_id=? AND task=? AND annotator=?", key)
@@ -254,6 +278,16 @@ class LabelStore:
         with self._transaction() as conn:
             conn.execute("INSERT OR REPLACE INTO annotators VALUES (?, ?, ?)", (name, hash_token(token), time.time()))
         return token
+
+    def show_suggestions(self, annotator: str) -> bool:
+        """The annotator's toggle for model suggestions (on unless they switched it off)."""
+        with self._connect() as conn:
+            row = conn.execute("SELECT show_suggestions FROM settings WHERE annotator=?", (annotator,)).fetchone()
+        return True if row is None else bool(row[0])
+
+    def set_show_suggestions(self, annotator: str, on: bool) -> None:
+        with self._transaction() as conn:
+            conn.execute("INSERT OR REPLACE INTO settings VALUES (?, ?)", (annotator, int(on)))
 
     def authenticate(self, name: str, token: str) -> bool:
         with self._connect() as conn:
@@ -301,7 +335,7 @@ class _MirrorWriter(threading.Thread):
 
 def _upsert(conn: sqlite3.Connection, label: Annotation, origin: str) -> None:
     conn.execute(
-        "INSERT OR REPLACE INTO labels (paragraph_id, task, annotator, label, rationale, note, origin, saved_at) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT OR REPLACE INTO labels (paragraph_id, task, annotator, label, rationale, note, origin, saved_at, "
+        "suggestion_shown, suggestion_accepted) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (label.paragraph_id, label.task, label.annotator, label.label, label.rationale, label.note,
-         origin, time.time()))
+         origin, time.time(), label.suggestion_shown, label.suggestion_accepted))

@@ -98,7 +98,7 @@ async function refresh() {
   $("work").hidden = false;
   const para = state.paragraph;
   $("source").textContent = para.source;
-  $("reason").textContent = state.reason === "uncertain" ? "model unsure" : state.reason;
+  $("reason").textContent = state.reason === "ranked" ? "picked by the queue score" : state.reason;
   $("title").textContent = para.title;
   $("paragraph").textContent = para.text;
   $("paragraph").dataset.paragraphId = para.paragraph_id;
@@ -113,6 +113,43 @@ async function refresh() {
     const mine = state.labels[button.dataset.task];
     button.classList.toggle("selected", Boolean(mine && mine.label === button.dataset.label));
   }
+  renderSuggestions();
+}
+
+// The model's suggestion per task (when the annotator has them on): the suggested class is marked,
+// and Enter accepts the suggestion of the first task not labelled yet.
+function renderSuggestions() {
+  const suggestions = state.suggestions || {};
+  $("show-suggestions").checked = Boolean(state.show_suggestions);
+  for (const old of document.querySelectorAll(".choice .probability")) old.remove();
+  for (const button of document.querySelectorAll(".choice")) {
+    const s = suggestions[button.dataset.task];
+    const on = Boolean(s && s.label === button.dataset.label);
+    button.classList.toggle("suggested", on);
+    if (on) button.append(el("span", "probability", `model ${Math.round(100 * s.probability)}%`));
+  }
+  const next = pendingSuggestion();
+  $("suggestion").hidden = !next;
+  $("suggestion").dataset.task = next ? next.task : "";
+  $("suggestion").textContent = next
+    ? `Model suggests ${next.task} = ${next.label} (${Math.round(100 * next.probability)}%) · Enter accepts`
+    : "";
+}
+
+function pendingSuggestion() {
+  if (!state || !state.paragraph || !state.suggestions) return null;
+  for (const task of schema.tasks) {
+    const s = state.suggestions[task.name];
+    if (s && !state.labels[task.name]) return { task: task.name, label: s.label, probability: s.probability };
+  }
+  return null;
+}
+
+function toggleSuggestions() {
+  return act(async () => {
+    await api("POST", "/api/settings", { show_suggestions: $("show-suggestions").checked });
+    await refresh();
+  });
 }
 
 async function act(work) {
@@ -131,9 +168,11 @@ async function act(work) {
 function label(task, name) {
   return act(async () => {
     const paragraphId = state.paragraph.paragraph_id;
+    const shown = state.suggestions && state.suggestions[task];
     await api("POST", "/api/labels", {
       paragraph_id: paragraphId, task, label: name,
       note: $("note").value, rationale: $("rationale").value,
+      suggested: shown ? shown.label : null,
     });
     await refresh();
     $("status").textContent = `Saved ${task} = ${name}`;
@@ -161,6 +200,11 @@ function onKey(event) {
   if (event.target instanceof HTMLTextAreaElement || event.target instanceof HTMLInputElement) return;
   if (event.key === "ArrowRight") { event.preventDefault(); skip(); return; }
   if (event.key === "Backspace") { event.preventDefault(); undo(); return; }
+  if (event.key === "Enter") {
+    const next = pendingSuggestion();
+    if (next) { event.preventDefault(); label(next.task, next.label); }
+    return;
+  }
   for (const task of schema.tasks) {
     for (const cls of task.classes) {
       if (cls.key && cls.key === event.key) { event.preventDefault(); label(task.name, cls.name); return; }
@@ -176,6 +220,7 @@ document.addEventListener("DOMContentLoaded", () => {
   $("signout").addEventListener("click", () => signOut());
   $("skip").addEventListener("click", skip);
   $("undo").addEventListener("click", undo);
+  $("show-suggestions").addEventListener("change", toggleSuggestions);
   document.addEventListener("keydown", onKey);
   const { name, token } = credentials();
   if (name && token) signIn(name, token).catch(showSignInError);
