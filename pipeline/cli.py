@@ -126,7 +126,7 @@ def register() -> None:
     params = load_params()
     root = resolve(".")
     candidates, runs = {}, {}
-    for family in params.models:
+    for family in params.families:
         metrics_file = root / "metrics" / "train" / f"{family}.json"
         run_file = root / "models" / family / "mlflow_run.json"
         if metrics_file.exists() and run_file.exists():

@@ -110,9 +110,21 @@ class Params(_Strict):
     models: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="model family -> its hyperparameters (validated by the family)"
     )
+    families: list[str] = Field(
+        default_factory=list, description="the families `dvc repro` trains and `register` compares "
+                                          "(default: every key of `models`)")
     registry: RegisterParams = RegisterParams()
     mlflow: MlflowParams = MlflowParams()
     annotate: AnnotateParams = AnnotateParams()
+
+    @model_validator(mode="after")
+    def _families_are_models(self) -> "Params":
+        if not self.families:
+            self.families = list(self.models)
+        unknown = [f for f in self.families if f not in self.models]
+        if unknown:
+            raise ValueError(f"families {unknown} have no hyperparameters under `models` (have: {', '.join(self.models)})")
+        return self
 
 
 def project_root() -> Path:

@@ -68,6 +68,7 @@ def trained_project(tmp_path_factory) -> Path:
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["evaluate"].update({"n_repeats": 1, "n_bootstrap": 200, "learning_curve": [0.0, 1.0]})
     params["models"] = {"tfidf_lr": params["models"]["tfidf_lr"]}
+    params["families"] = ["tfidf_lr"]
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     _copy_inputs(root)
     with pytest.MonkeyPatch.context() as mp:

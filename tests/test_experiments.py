@@ -42,7 +42,7 @@ def test_grid_is_the_product_of_lists_and_becomes_dvc_commands():
 
 
 @pytest.mark.parametrize("families, message", [
-    ({"nope": {"C": 1.0}}, "family 'nope' is not a key of `models`"),
+    ({"nope": {"C": 1.0}}, "family 'nope' has no `train@nope` stage"),
     ({"tfidf_lr": {"C": [-1.0]}}, "models.tfidf_lr"),
     ({"tfidf_lr": {"typo": 1}}, "typo"),
 ])

@@ -69,9 +69,9 @@ def expand(name: str, definition: ExperimentDef, params: Params) -> list[GridPoi
 
     points = []
     for family, grid in definition.families.items():
-        if family not in params.models:
-            raise ConfigError(f"experiment {name}: family '{family}' is not a key of `models` in params.yaml "
-                              f"(have: {', '.join(params.models)})")
+        if family not in params.families:
+            raise ConfigError(f"experiment {name}: family '{family}' has no `train@{family}` stage: add it to "
+                              f"`families` in params.yaml (have: {', '.join(params.families)})")
         for hyper in _sweep(grid):
             validate_section(family_class(family).Params, {**params.models[family], **hyper}, f"models.{family}")
             for other in _sweep(definition.set):
