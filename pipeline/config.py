@@ -117,10 +117,15 @@ class Params(_Strict):
     mlflow: MlflowParams = MlflowParams()
     annotate: AnnotateParams = AnnotateParams()
 
+    @model_validator(mode="before")
+    @classmethod
+    def _families_default_to_models(cls, raw: Any) -> Any:
+        if isinstance(raw, dict) and not raw.get("families"):
+            raw = {**raw, "families": list(raw.get("models") or {})}
+        return raw
+
     @model_validator(mode="after")
     def _families_are_models(self) -> "Params":
-        if not self.families:
-            self.families = list(self.models)
         unknown = [f for f in self.families if f not in self.models]
         if unknown:
             raise ValueError(f"families {unknown} have no hyperparameters under `models` (have: {', '.join(self.models)})")

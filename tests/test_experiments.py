@@ -148,3 +148,12 @@ def test_a_queued_grid_runs_and_is_compared_with_the_champion(exp_repo):
     assert {r.data.tags["dvc.exp_baseline_rev"] for r in runs} == {_run("git", "rev-parse", "HEAD", cwd=root,
                                                                         env=env).strip()}
     assert not list((root / ".dvc" / "tmp").rglob("mlflow.db"))
+
+
+def test_families_default_to_every_model_and_must_have_hyperparameters(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("models:\n  tfidf_lr: {}\n  embed_lr: {}\n", encoding="utf-8")
+    assert load_params(path).families == ["tfidf_lr", "embed_lr"]
+    path.write_text("families: [setfit]\nmodels:\n  tfidf_lr: {}\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"params.yaml: .*families \['setfit'\]"):
+        load_params(path)
