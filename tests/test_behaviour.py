@@ -108,3 +108,12 @@ def test_cli_runs_the_project_suites(keyword_model, project, tmp_path):
     assert list(report["tests"]) == list(suites.tests)
     assert set(report["by_task"]) == set(schema.task_names)
     assert all(t["n"] > 0 for t in report["tests"].values())
+
+
+def test_register_puts_the_champions_pass_rates_in_the_model_card(trained):
+    card = (trained / "MODEL_CARD.md").read_text(encoding="utf-8")
+    section = card[card.index("## Behavioural tests"):card.index("## Intended use")]
+    assert "`models/tfidf_lr` (tfidf_lr)" in section
+    schema = load_schema()
+    suites = behaviour.load_suites(trained / "labels" / "behaviour", schema)
+    assert all(f"| {name} | {test.type} | {test.checks} |" in section for name, test in suites.tests.items())
