@@ -173,18 +173,26 @@ def load_suites(folder: Path, schema: LabelSchema) -> Suites:
 # --- perturbations -------------------------------------------------------------------------------
 
 # a number, with thousands commas and decimals; units may follow ("240bn", "30%"), ordinals are not numbers
-_NUMBER = re.compile(r"(?<![\w.,])(\d{1,3}(?:,\d{3})+|\d+)(\.\d+)?(?!\d|,\d|st\b|nd\b|rd\b|th\b)")
+_NUMBER = re.compile(r"(?<![\w.,-])(\d{1,3}(?:,\d{3})+|\d+)(\.\d+)?(?!\d|,\d|st\b|nd\b|rd\b|th\b)")
+
+
+_NAME_BEFORE = re.compile(r"\b[A-Z][\w-]*\s$")  # "Power of Siberia 2", "Article 5", "June 5": part of a name or date
 
 
 def _is_year(whole: str, decimals: str | None) -> bool:
     return not decimals and len(whole) == 4 and 1800 <= int(whole) <= 2100
 
 
+def _kept(match: re.Match) -> bool:
+    return _is_year(match.group(1), match.group(2)) or bool(_NAME_BEFORE.search(match.string[:match.start()]))
+
+
 def perturb_numbers(text: str, factor: float) -> str:
-    """Every number scaled by `factor`, keeping its format (thousands commas, decimals); years are left alone."""
+    """Every number scaled by `factor`, keeping its format (thousands commas, decimals); years and numbers that
+    follow a capitalised word (names, dates) are left alone."""
     def scale(match: re.Match) -> str:
         whole, decimals = match.group(1), match.group(2)
-        if _is_year(whole, decimals):
+        if _kept(match):
             return match.group(0)
         places = len(decimals) - 1 if decimals else 0
         value = round(float(whole.replace(",", "") + (decimals or "")) * factor, places)
@@ -193,7 +201,7 @@ def perturb_numbers(text: str, factor: float) -> str:
 
 
 def has_numbers(text: str) -> bool:
-    return any(not _is_year(m.group(1), m.group(2)) for m in _NUMBER.finditer(text))
+    return any(not _kept(m) for m in _NUMBER.finditer(text))
 
 
 def _entity_pattern(slots: Slots) -> re.Pattern:

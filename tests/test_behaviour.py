@@ -74,7 +74,8 @@ def test_pass_rates_on_known_cases(keyword_model, tmp_path):
 def test_number_and_entity_perturbations():
     assert behaviour.perturb_numbers("up 26% to $1,200.50 in 2023, the 2nd rise", 0.5) == \
         "up 13% to $600.25 in 2023, the 2nd rise"
-    assert behaviour.perturb_numbers("4,000 tonnes", 3.0) == "12,000 tonnes"
+    assert behaviour.perturb_numbers("4,000 tonnes via Power of Siberia 2 and Su-35 jets", 3.0) == \
+        "12,000 tonnes via Power of Siberia 2 and Su-35 jets"
     slots = {"leader": [["Vladimir Putin", "Putin"], ["Dmitry Medvedev", "Medvedev"]]}
     assert behaviour.perturb_entities("Vladimir Putin spoke; Putin's aides nodded.", slots, random.Random(0)) == \
         "Dmitry Medvedev spoke; Medvedev's aides nodded."
