@@ -344,7 +344,10 @@ def score(suites: Suites, items: Sequence[Item], probs: Probabilities) -> dict[s
                                      **({"variants": {v: _top(probs[v][task]) for v in item.variants}}
                                         if item.variants else {}),
                                      **({"expect": item.expect[task]} if task in item.expect else {}),
-                                     **({"away_from": item.away_from[task]} if task in item.away_from else {})})
+                                     **({"away_from": {"class": item.away_from[task],
+                                                       "p_base": round(probs[item.base][task][item.away_from[task]], 4),
+                                                       "p_text": round(probs[item.text][task][item.away_from[task]], 4)}}
+                                        if task in item.away_from else {})})
         passed, n = sum(p for p, _ in per_task.values()), sum(c for _, c in per_task.values())
         tests[name] = {"type": test.type, "checks": test.checks, **_rate(passed, n),
                        "cases": sum(1 for i in items if i.test == name),
