@@ -418,8 +418,8 @@ def card_section(report: dict[str, Any]) -> list[str]:
     lines = [
         "## Behavioural tests (CheckList style)",
         "",
-        f"Measured on `{report['model']}` ({report['family']}) by `stance behaviour`, from the suites in "
-        "`labels/behaviour/`. INV: the predicted class of a task must not change when named entities are swapped "
+        f"Measured on `{report['model']}` ({report['family']}) with the suites in `labels/behaviour/` "
+        "(`stance behaviour` runs them alone). INV: the predicted class of a task must not change when named entities are swapped "
         "or numbers scaled (a base passes only if every perturbed copy keeps its class). DIR: the text must get the "
         "expected class and/or lower the probability of the class it moves away from. Reported, not a gate; "
         "cell = pass rate (passed/n task checks).",
