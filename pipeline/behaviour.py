@@ -29,7 +29,7 @@ from typing import Any, Literal, Sequence
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from pipeline.config import ConfigError
+from pipeline.config import ConfigError, resolve
 from pipeline.schema import LabelSchema
 
 REPORT_FILE = "behaviour.json"
@@ -366,7 +366,6 @@ def run(model, suites: Suites, dataset_texts: Sequence[str], seed: int) -> dict[
 
 def measure(model_dir: Path, params, schema: LabelSchema) -> dict[str, Any]:
     """Load the model folder (and the dataset's paragraphs, when a test samples them) and run the suites."""
-    from pipeline.config import resolve
     from pipeline.model import StanceModel
 
     suites = load_suites(resolve(params.labels.behaviour), schema)
@@ -390,7 +389,10 @@ def champion_dir(root: Path) -> Path:
 
 def for_card(root: Path, family: str, params, schema: LabelSchema) -> dict[str, Any] | None:
     """The champion's pass rates for the model card: measured on models/<family> when that folder exists
-    (a few hundred paragraphs), else the last `stance behaviour` report on that family, else None."""
+    (a few hundred paragraphs), else the last `stance behaviour` report on that family, else None.
+    None too for a domain with no suites: entities and claims are domain-specific."""
+    if not any(resolve(params.labels.behaviour).glob("*.jsonl")):
+        return None
     folder = root / "models" / family
     if (folder / "stance_model.json").exists():
         report = measure(folder, params, schema)

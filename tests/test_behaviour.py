@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from typer.testing import CliRunner
 
 from pipeline import behaviour
 from pipeline.cli import app
-from pipeline.config import ConfigError
+from pipeline.config import ConfigError, load_params
 from pipeline.model import StanceModel
 from pipeline.schema import load_schema
 
@@ -118,3 +119,8 @@ def test_register_puts_the_champions_pass_rates_in_the_model_card(trained):
     schema = load_schema()
     suites = behaviour.load_suites(trained / "labels" / "behaviour", schema)
     assert all(f"| {name} | {test.type} | {test.checks} |" in section for name, test in suites.tests.items())
+
+
+def test_a_domain_without_suites_gets_no_card_section(project):
+    shutil.rmtree(project / "labels" / "behaviour")
+    assert behaviour.for_card(project, "tfidf_lr", load_params(), load_schema()) is None
