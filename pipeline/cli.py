@@ -120,6 +120,7 @@ def train(
 @app.command()
 def register() -> None:
     """Register the best trained family; move the champion alias only if it beats the current one."""
+    from pipeline import behaviour as behaviour_stage
     from pipeline import register as register_stage
     from pipeline.schema import load_schema
 
@@ -146,10 +147,34 @@ def register() -> None:
     evaluation = register_stage.evaluation_key(summary, params.evaluate.model_dump())
     decision = register_stage.register(runs[best], metric, params.registry.model_name, params.registry.alias,
                                        candidates, evaluation)
-    card = register_stage.model_card(decision, candidates, load_schema(), summary, params.evaluate.model_dump(),
-                                     without_cv)
+    schema = load_schema()
+    try:
+        behaviour = behaviour_stage.for_card(root, decision["champion_family"], params, schema)
+    except ConfigError as err:
+        _fail(err)
+    card = register_stage.model_card(decision, candidates, schema, summary, params.evaluate.model_dump(),
+                                     without_cv, behaviour)
     register_stage.write_outputs(decision, card, root / "metrics" / "champion.json", root / "MODEL_CARD.md")
     console.print(decision["reason"])
+
+
+@app.command()
+def behaviour(
+    model: Annotated[Optional[Path], typer.Option(help="a saved model folder (default: the champion's models/<family>)")] = None,
+) -> None:
+    """Run the CheckList-style suites (params labels.behaviour) on a model; print pass rates, write metrics/behaviour.json."""
+    from pipeline import behaviour as behaviour_stage
+    from pipeline.schema import load_schema
+
+    params = load_params()
+    root = resolve(".")
+    try:
+        report = behaviour_stage.measure(model or behaviour_stage.champion_dir(root), params, load_schema())
+    except ConfigError as err:
+        _fail(err)
+    behaviour_stage.write_report(report, root / "metrics" / behaviour_stage.REPORT_FILE)
+    Console().print(behaviour_stage.rich_table(report))
+    console.print(f"-> metrics/{behaviour_stage.REPORT_FILE}")
 
 
 # --- sub-commands owned by other modules register here (one line each) ---

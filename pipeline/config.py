@@ -43,6 +43,7 @@ class LabelsParams(_Strict):
     schema_file: str = "labels/schema.yaml"
     annotations: str = "labels/annotations.jsonl"
     adjudications: str = "labels/adjudications.jsonl"
+    behaviour: str = Field("labels/behaviour", description="folder of behavioural test suites (*.jsonl)")
 
 
 class DatasetParams(_Strict):

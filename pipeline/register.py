@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from pipeline.behaviour import card_section
 from pipeline.schema import LabelSchema
 
 
@@ -98,7 +99,7 @@ def _support(m: dict[str, Any]) -> str:
 
 def model_card(decision: dict[str, Any], candidates: dict[str, dict[str, Any]], schema: LabelSchema,
                dataset_summary: dict[str, Any], evaluate_params: dict[str, Any],
-               without_cv: list[str] = ()) -> str:
+               without_cv: list[str] = (), behaviour: dict[str, Any] | None = None) -> str:
     """MODEL_CARD.md: every family on the headline metric with CIs and per-class support, the transfer
     score, learning curves, timings, and how each number was measured (all read from the metrics)."""
     e = evaluate_params
@@ -190,6 +191,7 @@ def model_card(decision: dict[str, Any], candidates: dict[str, dict[str, Any]], 
         lines.append("")
     int8 = "; ".join(f"{f}: " + ", ".join(f"{t} {a:.1%}" for t, a in m["int8_agreement"].items())
                      for f, m in candidates.items() if m.get("int8_agreement"))
+    lines += card_section(behaviour) if behaviour else []
     lines += [
         "## Intended use and limits",
         "",
