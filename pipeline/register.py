@@ -135,6 +135,9 @@ def model_card(decision: dict[str, Any], candidates: dict[str, dict[str, Any]], 
         *[f"- {family}: trained without cross-validation (n_splits: 0 or --no-cv), so no CV estimate exists; "
           "it is not compared or registered." for family in without_cv],
         f"- **Transfer**: train on the other origins only, test once on every `{tested}` paragraph.",
+        "- Only the families listed under `families` in params.yaml are trained by `dvc repro` and compared here; "
+        "families left out for their cost, and the choice of encoder and hyperparameters, are measured in "
+        "experiments/results/model_selection.md (with the commands that reproduce them).",
         f"- Every macro-F1 has a {conf}% percentile bootstrap interval over **articles** "
         f"({e['n_bootstrap']} resamples), and per-class support (test examples) is shown beside it.",
         f"- ECE: expected calibration error of the top-class probability ({e['calibration_bins']} bins) on the "
