@@ -154,10 +154,11 @@ def build(paragraphs: pd.DataFrame, annotations_path: Path, adjudications_path: 
     return frame, summarize(frame, annotations, adjudications, schema)
 
 
-def write(frame: pd.DataFrame, summary: dict, schema: LabelSchema, out_dir: Path, card: Path) -> None:
+def write(frame: pd.DataFrame, summary: dict, schema: LabelSchema, out_dir: Path, card: Path,
+          summary_path: Path) -> None:
     to_hf_dataset(frame, schema).save_to_disk(str(out_dir))
     card.write_text(dataset_card(summary, schema), encoding="utf-8")
-    (card.parent / "dataset_summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    summary_path.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
 
 
 def load_frame(out_dir: Path) -> pd.DataFrame:

@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from pipeline.config import Params, load_params, resolve
 from pipeline.schema import LabelSchema
 
 
@@ -21,6 +22,50 @@ def select_best(candidates: dict[str, dict[str, Any]], metric: str) -> str:
     if not candidates:
         raise ValueError("no trained model to choose from: run the train stages first")
     return max(candidates, key=lambda f: (candidates[f][metric], -candidates[f].get("train_seconds", 0.0)))
+
+
+def gather(params: Params) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+    """The trained families (metrics file and MLflow run record both written by `train`): their metrics,
+    with the run's timings added (MLflow keeps them, the DVC metrics do not), and their run records."""
+    candidates, runs = {}, {}
+    for family in params.models:
+        metrics_file, run_file = resolve(params.train.metrics_file(family)), resolve(params.train.run_file(family))
+        if metrics_file.exists() and run_file.exists():
+            candidates[family] = json.loads(metrics_file.read_text(encoding="utf-8"))
+            runs[family] = json.loads(run_file.read_text(encoding="utf-8"))
+    return {family: {**m, **run_timings(runs[family]["run_id"])} for family, m in candidates.items()}, runs
+
+
+def run_timings(run_id: str) -> dict[str, float]:
+    """evaluate/train seconds and scoring speed as the training run logged them."""
+    from mlflow import MlflowClient
+
+    from pipeline.tracking import configure
+
+    configure()
+    logged = MlflowClient().get_run(run_id).data.metrics
+    return {k: logged[k] for k in ("evaluate_seconds", "train_seconds", "score_paragraphs_per_second") if k in logged}
+
+
+def run() -> tuple[dict[str, Any], list[str]]:
+    """The stage: compare the trained families, register the best, write the decision and the model card.
+    Returns the decision and the families left out for want of a CV estimate."""
+    from pipeline.schema import load_schema
+
+    params = load_params()
+    candidates, runs = gather(params)
+    metric = params.registry.metric
+    without_cv = sorted(f for f, m in candidates.items() if m.get(metric) is None)
+    for family in without_cv:
+        candidates.pop(family)
+    best = select_best(candidates, metric)
+    summary = json.loads(resolve(params.dataset.summary).read_text(encoding="utf-8"))
+    evaluation = evaluation_key(summary, params.evaluate.model_dump())
+    decision = register(runs[best], metric, params.registry.model_name, params.registry.alias, candidates,
+                        evaluation)
+    card = model_card(decision, candidates, load_schema(), summary, params.evaluate.model_dump(), without_cv)
+    write_outputs(decision, card, resolve(params.registry.champion), resolve(params.registry.card))
+    return decision, without_cv
 
 
 def evaluation_key(dataset_summary: dict[str, Any], evaluate_params: dict[str, Any]) -> str:
