@@ -31,7 +31,7 @@ QUIET_ENV = {
     "TOKENIZERS_PARALLELISM": "false",
 }
 
-LIBRARY_LOGGERS = ("mlflow", "alembic", "transformers", "datasets", "huggingface_hub", "sentence_transformers",
+LIBRARY_LOGGERS = ("py.warnings", "mlflow", "alembic", "transformers", "datasets", "huggingface_hub", "sentence_transformers",
                    "torch", "urllib3", "py4j", "pyspark", "dvc")
 
 console = Console(stderr=True)
@@ -39,13 +39,15 @@ console = Console(stderr=True)
 
 def configure(verbose: bool = False) -> None:
     """Quiet (the default): library warnings, logs below ERROR and progress bars off. Verbose: library
-    logs at INFO on stderr, warnings shown."""
+    logs at INFO on stderr, warnings shown. Python warnings become log records (logger `py.warnings`):
+    libraries add their own warning filters on import (MLflow shows its type-hint notice 'once'),
+    so a filter set here could be overridden; the logger level cannot."""
+    logging.captureWarnings(True)
     if verbose:
         logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                             format="%(levelname)s %(name)s: %(message)s")
         for name in LIBRARY_LOGGERS:
             logging.getLogger(name).setLevel(logging.INFO)
-        warnings.simplefilter("default")
         return
     for key, value in QUIET_ENV.items():
         os.environ.setdefault(key, value)

@@ -15,7 +15,7 @@ from pathlib import Path
 import datasets
 import pandas as pd
 
-from pipeline.ingest import DROP_REASONS
+from pipeline.ingest import DROP_REASONS, article_keys, origins
 from pipeline.labels import agreement, conflicts, gold_labels, load_adjudications, load_annotations
 from pipeline.schema import LabelSchema
 
@@ -26,9 +26,8 @@ def build_frame(paragraphs: pd.DataFrame, gold: dict[tuple[str, str], str], sche
     """Labelled paragraphs with one integer label column per task (schema class index or -1)."""
     labelled_ids = {pid for pid, _ in gold}
     frame = paragraphs[paragraphs["paragraph_id"].isin(labelled_ids)].copy()
-    frame["article"] = frame["source"] + "#" + frame["article_index"].astype(str)
-    if "origin" not in frame:  # a paragraphs table from before origins were recorded: all real pages
-        frame["origin"] = "scraped"
+    frame["article"] = article_keys(frame)
+    frame["origin"] = origins(frame)
     frame["group"] = frame["group"].astype(str) if "group" in frame else frame["article"]
     for task in schema.task_names:
         names = schema.labels(task)

@@ -33,6 +33,18 @@ REQUIRED_COLUMNS = ["paragraph_id", "source", "article_index", "paragraph_index"
 # Columns added later, with the value a table written before them means.
 OPTIONAL_COLUMNS = {"origin": "scraped", "group": None, "date": None, "url": None}
 COLUMNS = REQUIRED_COLUMNS + list(OPTIONAL_COLUMNS)
+
+
+def article_keys(paragraphs: pd.DataFrame) -> pd.Series:
+    """Each paragraph's article, `source#article_index`: one page can hold several articles."""
+    return paragraphs["source"].astype(str) + "#" + paragraphs["article_index"].astype(str)
+
+
+def origins(paragraphs: pd.DataFrame) -> pd.Series:
+    """Each paragraph's origin; a table written before origins were recorded holds real pages only."""
+    if "origin" in paragraphs:
+        return paragraphs["origin"]
+    return pd.Series(OPTIONAL_COLUMNS["origin"], index=paragraphs.index)
 DROP_REASONS = ("too_short", "boilerplate", "heading", "duplicate", "empty")
 REPORT_KEY = b"stance.ingest_report"  # Parquet metadata key: the drop report travels with the table
 

@@ -19,6 +19,7 @@ import pandas as pd
 from pipeline.config import OUT_OF_FOLD_FILE, ConfigError, Params, load_params, resolve, set_seed
 from pipeline.evaluate import (confusion_rows, cross_validate, headline, learning_curve, n_folds, out_of_fold_frame,
                                summarize, transfer)
+from pipeline.ingest import origins
 from pipeline.model import StanceModel
 from pipeline.models import build_classifier, settle_quantization
 from pipeline.schema import LabelSchema
@@ -45,8 +46,7 @@ def distinct_texts(texts: list[str], n: int) -> list[str]:
 def testable_rows(rows: pd.DataFrame, test_on: list[str]) -> np.ndarray:
     """Which rows may form test folds: real text (`evaluate.test_on` origins). A dataset with no such
     rows (or no origin column) is tested on every row."""
-    origin = rows["origin"] if "origin" in rows else pd.Series("scraped", index=rows.index)
-    testable = origin.isin(test_on).to_numpy()
+    testable = origins(rows).isin(test_on).to_numpy()
     return testable if testable.any() else np.ones(len(rows), dtype=bool)
 
 
@@ -180,8 +180,7 @@ def evaluate_and_fit(frame: pd.DataFrame, schema: LabelSchema, family: str, para
 
 def training_provenance(frame: pd.DataFrame, schema: LabelSchema) -> dict[str, Any]:
     """What the model was trained on, by origin: saved with the model and carried into scoring outputs."""
-    origin = frame["origin"] if "origin" in frame else pd.Series("scraped", index=frame.index)
-    return {"paragraphs_by_origin": {str(o): int(n) for o, n in origin.value_counts().sort_index().items()},
+    return {"paragraphs_by_origin": {str(o): int(n) for o, n in origins(frame).value_counts().sort_index().items()},
             "labels_by_task": {task: int((frame[task] >= 0).sum()) for task in schema.task_names}}
 
 
