@@ -22,7 +22,7 @@ from pipeline.annotate.quality import add_adjudication, list_conflicts, suspicio
 from pipeline.annotate.store import LabelStore
 from pipeline.labels import Adjudication, Annotation, LabelFileError, load_adjudications, load_annotations
 from pipeline.schema import load_schema
-from test_annotate_support import REPO, Server, add_annotator, call, make_project, project_env, wait_for_mirror
+from support import REPO, Server, add_annotator, call, make_project, project_env, wait_for_mirror
 
 SCHEMA = load_schema(REPO / "labels" / "schema.yaml")
 TASKS = SCHEMA.task_names

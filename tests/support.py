@@ -1,4 +1,5 @@
-"""Shared helpers for the annotation tests: a tiny project folder and a real server process."""
+"""Helpers the tests share (fixtures built on them live in conftest.py): the repository root, a tiny
+real model, and for the annotation tests a tiny project folder and a real server process."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 REPO = Path(__file__).resolve().parents[1]
+RAW = REPO / "data" / "raw"
 SCRIPT_TEXT = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2"> Beijing & Moscow "ties"'
 
 
@@ -128,3 +130,26 @@ def call(url: str, method: str = "GET", body: dict | None = None, name: str | No
             return response.status, json.loads(response.read() or b"null")
     except urllib.error.HTTPError as err:
         return err.code, json.loads(err.read() or b"null")
+
+
+def tiny_model(folder: Path, texts: list[str]) -> Path:
+    """A real StanceModel trained on `texts` with labels cycling through each task's classes."""
+    from pipeline.model import StanceModel
+    from pipeline.schema import load_schema
+
+    schema = load_schema(REPO / "labels" / "schema.yaml")
+    data = {t: (texts, [schema.labels(t)[i % len(schema.labels(t))] for i in range(len(texts))])
+            for t in schema.task_names}
+    StanceModel.fit(schema, "tfidf_lr", {}, 0, data).save(folder)
+    return folder
+
+
+EXAMPLE = REPO / "examples" / "stance_tweets"  # a second domain: tweets with three stance tasks
+
+
+def stance(root: Path, *args: str) -> subprocess.CompletedProcess:
+    """One `stance` command in `root`, as a user runs it (a new process, cwd = the project)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "STANCE_ROOT": str(root), "COLUMNS": "1000",
+           "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}"}
+    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=900)
