@@ -7,7 +7,6 @@ from typing import Annotated, Optional
 
 import typer
 
-from pipeline import ingest as ingest_stage
 from pipeline.config import ConfigError, load_params, resolve
 from pipeline.console import configure as configure_console
 from pipeline.console import console, progress_line
@@ -30,6 +29,7 @@ def ingest(
 ) -> None:
     """Paragraphs from every page (.txt .md .html) and table (.jsonl .csv .parquet: one row, one paragraph)
     under the raw folder -> data/paragraphs.parquet; prints what each file kept and dropped, and why."""
+    from pipeline import ingest as ingest_stage
     from pipeline.schema import load_schema
 
     params = load_params().ingest
@@ -55,6 +55,7 @@ def _fail(err: Exception) -> None:
 @app.command()
 def dataset() -> None:
     """Validate the label files and build the Hugging Face dataset and its card."""
+    from pipeline import ingest as ingest_stage
     from pipeline import dataset as dataset_stage
     from pipeline.labels import LabelFileError
     from pipeline.schema import load_schema

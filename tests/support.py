@@ -63,16 +63,18 @@ def project_env(root: Path) -> dict[str, str]:
 class Server:
     """`stance annotate` in a subprocess on a free 127.0.0.1 port."""
 
-    def __init__(self, root: Path, port: int | None = None):
+    def __init__(self, root: Path, port: int | None = None, group_options: bool = False):
         self.root = root
         self.port = port or free_port()
+        port_option = ["--port", str(self.port)]  # on `serve`, or on the `annotate` group before it
+        self.args = ["annotate", *port_option, "serve"] if group_options else ["annotate", "serve", *port_option]
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = open(root / f"server-{self.port}.log", "ab")
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout: float = 90) -> "Server":
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pipeline.cli", "annotate", "serve", "--port", str(self.port)],
+            [sys.executable, "-m", "pipeline.cli", *self.args],
             cwd=self.root, env=project_env(self.root), stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
