@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from pipeline.config import ConfigError, load_params, resolve
+from pipeline.config import ConfigError, load_params
 from pipeline.console import configure as configure_console
 from pipeline.console import console, progress_line
 
@@ -30,21 +30,15 @@ def ingest(
     """Paragraphs from every page (.txt .md .html) and table (.jsonl .csv .parquet: one row, one paragraph)
     under the raw folder -> data/paragraphs.parquet; prints what each file kept and dropped, and why."""
     from pipeline import ingest as ingest_stage
-    from pipeline.schema import load_schema
 
-    params = load_params().ingest
-    raw_dir = resolve(params.raw_dir)
     try:
-        topic_groups = load_schema().topic_groups
-        added = ingest_stage.add_documents(files or [], raw_dir)
-        frame, report = ingest_stage.ingest_folder(raw_dir, params, topic_groups)
+        added, frame, report = ingest_stage.run(files or [])
     except ConfigError as err:
         _fail(err)
-    ingest_stage.write_paragraphs(frame, resolve(params.paragraphs), report)
     for line in ingest_stage.describe_drops(report):
         console.print(line, highlight=False, markup=False)
     console.print(f"added {len(added)} file(s); {len(frame)} paragraphs from {len(report)} files "
-                  f"({int(frame['on_topic'].sum())} on-topic) -> {params.paragraphs}")
+                  f"({int(frame['on_topic'].sum())} on-topic) -> {load_params().ingest.paragraphs}")
 
 
 def _fail(err: Exception) -> None:
@@ -55,24 +49,15 @@ def _fail(err: Exception) -> None:
 @app.command()
 def dataset() -> None:
     """Validate the label files and build the Hugging Face dataset and its card."""
-    from pipeline import ingest as ingest_stage
     from pipeline import dataset as dataset_stage
     from pipeline.labels import LabelFileError
-    from pipeline.schema import load_schema
 
-    params = load_params()
     try:
-        schema = load_schema()
-        paragraphs = ingest_stage.load_paragraphs(resolve(params.ingest.paragraphs))
-        frame, summary = dataset_stage.build(paragraphs, resolve(params.labels.annotations),
-                                             resolve(params.labels.adjudications), schema)
-        summary["ingest"] = ingest_stage.load_drop_report(resolve(params.ingest.paragraphs))
+        summary = dataset_stage.run()
     except (ConfigError, LabelFileError) as err:
         _fail(err)
-    dataset_stage.write(frame, summary, schema, resolve(params.dataset.out_dir), resolve(params.dataset.card),
-                        resolve(params.dataset.summary))
     counts = "; ".join(f"{t}: {c}" for t, c in summary["class_counts"].items())
-    console.print(f"{summary['paragraphs']} labelled paragraphs ({counts}) -> {params.dataset.out_dir}")
+    console.print(f"{summary['paragraphs']} labelled paragraphs ({counts}) -> {load_params().dataset.out_dir}")
 
 
 @app.command()

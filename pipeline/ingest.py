@@ -22,7 +22,8 @@ from typing import Iterator
 
 import pandas as pd
 
-from pipeline.config import ConfigError, IngestParams
+from pipeline.config import ConfigError, IngestParams, load_params, resolve
+from pipeline.schema import load_schema
 from pipeline.segment import html_to_text, is_on_topic, normalise, segment_text
 
 DOCUMENT_SUFFIXES = (".txt", ".md", ".html", ".htm")
@@ -267,3 +268,15 @@ def load_drop_report(path: Path) -> dict[str, dict[str, int]]:
 
     metadata = pq.read_schema(path).metadata or {}
     return json.loads(metadata[REPORT_KEY]) if REPORT_KEY in metadata else {}
+
+
+def run(files: list[Path]) -> tuple[list[Path], pd.DataFrame, dict[str, dict[str, int]]]:
+    """The stage: add `files` to the raw corpus, segment every file under it and write the paragraphs
+    table (with its drop report) where params.yaml says. Returns (added files, paragraphs, drop report)."""
+    params = load_params().ingest
+    raw_dir = resolve(params.raw_dir)
+    topic_groups = load_schema().topic_groups
+    added = add_documents(files, raw_dir)
+    frame, report = ingest_folder(raw_dir, params, topic_groups)
+    write_paragraphs(frame, resolve(params.paragraphs), report)
+    return added, frame, report
