@@ -37,11 +37,16 @@ def forget_mlflow_store() -> None:
 
 
 @pytest.fixture(autouse=True)
-def own_mlflow_store():
-    """No test sees the MLflow store of another: each sets its own (`project`, `trained`, tmp dbs)."""
+def own_environment():
+    """No test sees the MLflow store or the environment of another: each sets its own (`project`,
+    `trained`, tmp dbs), and what a command run in-process sets (`stance` quiets libraries through
+    environment variables) is undone."""
     forget_mlflow_store()
+    saved = dict(os.environ)
     yield
     forget_mlflow_store()
+    os.environ.clear()
+    os.environ.update(saved)
 
 
 def pytest_sessionstart(session):
