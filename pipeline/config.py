@@ -44,6 +44,7 @@ class LabelsParams(Strict):
     schema_file: str = "labels/schema.yaml"
     annotations: str = "labels/annotations.jsonl"
     adjudications: str = "labels/adjudications.jsonl"
+    behaviour: str = Field("labels/behaviour.yaml", description="behavioural tests of the champion (model card)")
 
 
 class DatasetParams(Strict):

@@ -47,6 +47,18 @@ def run_timings(run_id: str) -> dict[str, float]:
     return {k: logged[k] for k in ("evaluate_seconds", "train_seconds", "score_paragraphs_per_second") if k in logged}
 
 
+def behaviour_rates(params: Params, family: str, schema: LabelSchema) -> tuple[str, list[dict[str, Any]]] | None:
+    """The behavioural suite (labels/behaviour.yaml) run on `family`'s trained model; None without a suite."""
+    from pipeline.behaviour import load_suite, run_suite
+    from pipeline.model import StanceModel
+
+    path = resolve(params.labels.behaviour)
+    if not path.exists():
+        return None
+    suite = load_suite(path, schema)
+    return family, run_suite(StanceModel.load(resolve(params.train.model_dir(family))), suite, schema)
+
+
 def run() -> tuple[dict[str, Any], list[str]]:
     """The stage: compare the trained families, register the best, write the decision and the model card.
     Returns the decision and the families left out for want of a CV estimate."""
@@ -63,7 +75,10 @@ def run() -> tuple[dict[str, Any], list[str]]:
     evaluation = evaluation_key(summary, params.evaluate.model_dump())
     decision = register(runs[best], metric, params.registry.model_name, params.registry.alias, candidates,
                         evaluation)
-    card = model_card(decision, candidates, load_schema(), summary, params.evaluate.model_dump(), without_cv)
+    schema = load_schema()
+    shown = decision["champion_family"] if decision["champion_family"] in candidates else best
+    card = model_card(decision, candidates, schema, summary, params.evaluate.model_dump(), without_cv,
+                      behaviour_rates(params, shown, schema))
     write_outputs(decision, card, resolve(params.registry.champion), resolve(params.registry.card))
     return decision, without_cv
 
@@ -143,7 +158,7 @@ def _support(m: dict[str, Any]) -> str:
 
 def model_card(decision: dict[str, Any], candidates: dict[str, dict[str, Any]], schema: LabelSchema,
                dataset_summary: dict[str, Any], evaluate_params: dict[str, Any],
-               without_cv: list[str] = ()) -> str:
+               without_cv: list[str] = (), behaviour: tuple[str, list[dict[str, Any]]] | None = None) -> str:
     """MODEL_CARD.md: every family on the headline metric with CIs and per-class support, the transfer
     score, learning curves, timings, and how each number was measured (all read from the metrics)."""
     e = evaluate_params
@@ -233,6 +248,17 @@ def model_card(decision: dict[str, Any], candidates: dict[str, dict[str, Any]], 
             for task in schema.task_names:
                 lines.append(f"| {family} | {task} | " + " | ".join(f"{p['macro_f1']:.3f}"
                                                                    for p in m[task]["learning_curve"]) + " |")
+        lines.append("")
+    if behaviour:
+        family, rows = behaviour
+        lines += ["## Behavioural tests", "",
+                  f"CheckList-style tests of {family} from labels/behaviour.yaml: invariance (the class must not "
+                  "change when only a name or a number does) and directional (a negated, or attributed-and-"
+                  "rejected, claim must move the probability the stated way). Pass rates describe the model; "
+                  "they do not gate it.", "",
+                  "| kind | test | expectation | passed | pass rate |", "|---|---|---|---|---|"]
+        lines += [f"| {r['kind']} | {r['test']} | {r['expectation']} | {r['passed']}/{r['total']} | "
+                  f"{r['pass_rate']:.0%} |" for r in rows]
         lines.append("")
     int8 = "; ".join(f"{f}: " + ", ".join(f"{t} {a:.1%}" for t, a in m["int8_agreement"].items())
                      for f, m in candidates.items() if m.get("int8_agreement"))
