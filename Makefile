@@ -1,6 +1,6 @@
 # Two entry points for a fresh machine (see README):
 #   make demo   install, then run the whole pipeline (ingest -> dataset -> train -> register) and score a sample
-#   make test   install, then run the test suite
+#   make test   install, then run the whole test suite (make test-fast: without the `slow` ones)
 PYTHON ?= python3.11
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -8,7 +8,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export DISABLE_MLFLOW_INTEGRATION := TRUE
 
-.PHONY: install demo test repro browser
+.PHONY: install demo test test-fast repro browser
 
 install: $(VENV)/.installed
 
@@ -35,3 +35,8 @@ browser:
 test: install browser
 	$(BIN)/dvc pull --quiet data/raw.dvc
 	$(BIN)/python -m pytest
+
+# The unit tests only (no training, serving or browser): seconds to minutes.
+test-fast: install
+	$(BIN)/dvc pull --quiet data/raw.dvc
+	$(BIN)/python -m pytest -m "not slow"

@@ -393,7 +393,7 @@ def for_card(root: Path, family: str, params, schema: LabelSchema) -> dict[str, 
     None too for a domain with no suites: entities and claims are domain-specific."""
     if not any(resolve(params.labels.behaviour).glob("*.jsonl")):
         return None
-    folder = root / "models" / family
+    folder = root / params.train.model_dir(family)
     if (folder / "stance_model.json").exists():
         report = measure(folder, params, schema)
         report["model"] = folder.relative_to(root).as_posix()

@@ -2,25 +2,25 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 
-from pipeline import ingest as ingest_stage
-from pipeline.config import ConfigError, load_params, resolve
+from pipeline.config import ConfigError, load_params
+from pipeline.console import configure as configure_console
+from pipeline.console import console, progress_line
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Stance and framing classification for news text.")
 
-console = Console(stderr=True)
-
 
 @app.callback()
-def _root() -> None:
+def _root(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="also show the libraries' logs and "
+                                                                        "warnings (MLflow, transformers, torch)")] = False,
+          ) -> None:
     """Stance and framing classification for news text."""
+    configure_console(verbose)
 
 
 @app.command()
@@ -29,21 +29,16 @@ def ingest(
 ) -> None:
     """Paragraphs from every page (.txt .md .html) and table (.jsonl .csv .parquet: one row, one paragraph)
     under the raw folder -> data/paragraphs.parquet; prints what each file kept and dropped, and why."""
-    from pipeline.schema import load_schema
+    from pipeline import ingest as ingest_stage
 
-    params = load_params().ingest
-    raw_dir = resolve(params.raw_dir)
     try:
-        topic_groups = load_schema().topic_groups
-        added = ingest_stage.add_documents(files or [], raw_dir)
-        frame, report = ingest_stage.ingest_folder(raw_dir, params, topic_groups)
+        added, frame, report = ingest_stage.run(files or [])
     except ConfigError as err:
         _fail(err)
-    ingest_stage.write_paragraphs(frame, resolve(params.paragraphs), report)
     for line in ingest_stage.describe_drops(report):
         console.print(line, highlight=False, markup=False)
     console.print(f"added {len(added)} file(s); {len(frame)} paragraphs from {len(report)} files "
-                  f"({int(frame['on_topic'].sum())} on-topic) -> {params.paragraphs}")
+                  f"({int(frame['on_topic'].sum())} on-topic) -> {load_params().ingest.paragraphs}")
 
 
 def _fail(err: Exception) -> None:
@@ -56,20 +51,13 @@ def dataset() -> None:
     """Validate the label files and build the Hugging Face dataset and its card."""
     from pipeline import dataset as dataset_stage
     from pipeline.labels import LabelFileError
-    from pipeline.schema import load_schema
 
-    params = load_params()
     try:
-        schema = load_schema()
-        paragraphs = ingest_stage.load_paragraphs(resolve(params.ingest.paragraphs))
-        frame, summary = dataset_stage.build(paragraphs, resolve(params.labels.annotations),
-                                             resolve(params.labels.adjudications), schema)
-        summary["ingest"] = ingest_stage.load_drop_report(resolve(params.ingest.paragraphs))
+        summary = dataset_stage.run()
     except (ConfigError, LabelFileError) as err:
         _fail(err)
-    dataset_stage.write(frame, summary, schema, resolve(params.dataset.out_dir), resolve(params.dataset.card))
     counts = "; ".join(f"{t}: {c}" for t, c in summary["class_counts"].items())
-    console.print(f"{summary['paragraphs']} labelled paragraphs ({counts}) -> {params.dataset.out_dir}")
+    console.print(f"{summary['paragraphs']} labelled paragraphs ({counts}) -> {load_params().dataset.out_dir}")
 
 
 @app.command()
@@ -80,40 +68,20 @@ def train(
                                                         "(as evaluate.n_splits: 0); no CV estimate")] = False,
 ) -> None:
     """Cross-validate a model family (grouped by evaluate.group_by), fit it on all labels, save it and log the run."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
     from pipeline import train as train_stage
-    from pipeline.config import set_seed
-    from pipeline.dataset import load_frame
-    from pipeline.schema import load_schema
 
-    params = load_params()
-    if family not in params.models:
-        _fail(ConfigError(f"params.yaml: field 'models': no family '{family}' (have: {', '.join(params.models)})"))
-    set_seed(params.seed)
-    schema = load_schema()
-    frame = load_frame(resolve(params.dataset.out_dir))
     try:
+        params, schema, frame = train_stage.load_inputs(family)
         plan, notes = train_stage.fold_plan(frame, schema, params, cv=not no_cv)
     except ConfigError as err:
         _fail(err)
     for note in notes:
         console.print(f"[yellow]note:[/yellow] {note}", highlight=False)
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=console) as progress:
-        bar = progress.add_task(f"cross-validating {family}", total=train_stage.cv_steps(frame, schema, family, params, plan))
-        result = train_stage.evaluate_and_fit(frame, schema, family, params, lambda: progress.advance(bar),
-                                              cv=not no_cv)
-    root = resolve(".")
-    model_dir = root / "models" / family
-    train_stage.write_outputs(result, family, model_dir, root / "metrics" / "train", root / "plots")
-    summary = ", ".join(f"{t} {result.metrics[t]['macro_f1']:.3f} [{result.metrics[t]['macro_f1_ci_low']:.3f}, "
-                        f"{result.metrics[t]['macro_f1_ci_high']:.3f}]" if result.metrics[t]["cv"]
-                        else f"{t} no CV estimate" for t in schema.task_names)
-    console.print(f"{family}: macro-F1 {summary}")
-    if log_mlflow:
-        run = train_stage.log_run(result, family, params, model_dir, root / "plots", frame["text"].tolist())
-        (model_dir / "mlflow_run.json").write_text(json.dumps(run, indent=2) + "\n", encoding="utf-8")
+    with progress_line(f"cross-validating {family}",
+                       train_stage.cv_steps(frame, schema, family, params, plan)) as advance:
+        result, run = train_stage.run(frame, schema, family, params, advance, cv=not no_cv, log_mlflow=log_mlflow)
+    console.print(f"{family}: macro-F1 {train_stage.describe(result, schema)}")
+    if run:
         console.print(f"logged MLflow run {run['run_id']}")
 
 
@@ -122,39 +90,14 @@ def register() -> None:
     """Register the best trained family; move the champion alias only if it beats the current one."""
     from pipeline import behaviour as behaviour_stage
     from pipeline import register as register_stage
-    from pipeline.schema import load_schema
 
-    params = load_params()
-    root = resolve(".")
-    candidates, runs = {}, {}
-    for family in params.families:
-        metrics_file = root / "metrics" / "train" / f"{family}.json"
-        run_file = root / "models" / family / "mlflow_run.json"
-        if metrics_file.exists() and run_file.exists():
-            candidates[family] = json.loads(metrics_file.read_text(encoding="utf-8"))
-            runs[family] = json.loads(run_file.read_text(encoding="utf-8"))
-    metric = params.registry.metric
-    without_cv = sorted(f for f, m in candidates.items() if m.get(metric) is None)
+    try:
+        decision, without_cv = register_stage.run()
+    except (ConfigError, ValueError) as err:
+        _fail(err)
     for family in without_cv:
         console.print(f"[yellow]note:[/yellow] {family} has no CV estimate (trained with n_splits: 0 or --no-cv); "
                       "it is not compared or registered")
-        candidates.pop(family)
-    try:
-        best = register_stage.select_best(candidates, metric)
-    except ValueError as err:
-        _fail(err)
-    summary = json.loads((resolve(params.dataset.card).parent / "dataset_summary.json").read_text(encoding="utf-8"))
-    evaluation = register_stage.evaluation_key(summary, params.evaluate.model_dump())
-    decision = register_stage.register(runs[best], metric, params.registry.model_name, params.registry.alias,
-                                       candidates, evaluation)
-    schema = load_schema()
-    try:
-        behaviour = behaviour_stage.for_card(root, decision["champion_family"], params, schema)
-    except ConfigError as err:
-        _fail(err)
-    card = register_stage.model_card(decision, candidates, schema, summary, params.evaluate.model_dump(),
-                                     without_cv, behaviour)
-    register_stage.write_outputs(decision, card, root / "metrics" / "champion.json", root / "MODEL_CARD.md")
     console.print(decision["reason"])
 
 

@@ -20,11 +20,12 @@ class ConfigError(ValueError):
     """A configuration or input file is invalid; the message names file and field."""
 
 
-class _Strict(BaseModel):
+class Strict(BaseModel):
+    """A config section: unknown fields are errors, values are read-only."""
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class IngestParams(_Strict):
+class IngestParams(Strict):
     raw_dir: str = "data/raw"
     paragraphs: str = "data/paragraphs.parquet"
     min_words: int = Field(12, ge=1, description="pages only: shorter blocks are never body paragraphs")
@@ -39,19 +40,43 @@ class IngestParams(_Strict):
         return raw
 
 
-class LabelsParams(_Strict):
+class LabelsParams(Strict):
     schema_file: str = "labels/schema.yaml"
     annotations: str = "labels/annotations.jsonl"
     adjudications: str = "labels/adjudications.jsonl"
     behaviour: str = Field("labels/behaviour", description="folder of behavioural test suites (*.jsonl)")
 
 
-class DatasetParams(_Strict):
+class DatasetParams(Strict):
     out_dir: str = "data/dataset"
     card: str = "data/DATASET_CARD.md"
+    summary: str = "data/dataset_summary.json"
 
 
-class EvaluateParams(_Strict):
+MLFLOW_RUN_FILE = "mlflow_run.json"  # in a model folder: the MLflow run that logged it
+OUT_OF_FOLD_FILE = "out_of_fold.parquet"  # in a model folder: the CV predictions behind the plots
+
+
+class TrainParams(Strict):
+    """Where `stance train --family F` writes; dvc.yaml declares the same keys as the stage's outputs."""
+    models_dir: str = "models"
+    metrics_dir: str = "metrics/train"
+    plots_dir: str = "plots"
+
+    def model_dir(self, family: str) -> Path:
+        return Path(self.models_dir) / family
+
+    def metrics_file(self, family: str) -> Path:
+        return Path(self.metrics_dir) / f"{family}.json"
+
+    def run_file(self, family: str) -> Path:
+        return self.model_dir(family) / MLFLOW_RUN_FILE
+
+    def plots(self, family: str) -> Path:
+        return Path(self.plots_dir) / family
+
+
+class EvaluateParams(Strict):
     n_splits: int = Field(5, ge=0, description="0: no cross-validation, fit the final model only")
     group_by: str = Field("article", min_length=1,
                           description="dataset column whose values CV keeps together: article, group, id, source")
@@ -77,17 +102,19 @@ class EvaluateParams(_Strict):
         return self
 
 
-class RegisterParams(_Strict):
+class RegisterParams(Strict):
     model_name: str = "stance-classifier"
     alias: str = "champion"
     metric: str = "macro_f1"
+    champion: str = Field("metrics/champion.json", description="the decision, as a DVC metric")
+    card: str = "MODEL_CARD.md"
 
 
-class MlflowParams(_Strict):
+class MlflowParams(Strict):
     experiment: str = "stance"
 
 
-class QueueParams(_Strict):
+class QueueParams(Strict):
     """How the annotation queue ranks paragraphs: score = uncertainty * u + disagreement * d + rarity * r,
     each component in [0, 1]."""
     uncertainty: float = Field(1.0, ge=0, description="weight of the current model's uncertainty")
@@ -97,16 +124,17 @@ class QueueParams(_Strict):
     retrain_every: int = Field(10, ge=0, description="refit the fast model after this many new labels; 0: never")
 
 
-class AnnotateParams(_Strict):
+class AnnotateParams(Strict):
     """The app's fast model is embed_lr with the settings of `models.embed_lr`."""
     queue: QueueParams = QueueParams()
 
 
-class Params(_Strict):
+class Params(Strict):
     seed: int = 42
     ingest: IngestParams = IngestParams()
     labels: LabelsParams = LabelsParams()
     dataset: DatasetParams = DatasetParams()
+    train: TrainParams = TrainParams()
     evaluate: EvaluateParams = EvaluateParams()
     models: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="model family -> its hyperparameters (validated by the family)"
@@ -150,22 +178,29 @@ def resolve(path: str | Path) -> Path:
     return path if path.is_absolute() else project_root() / path
 
 
-def load_params(path: str | Path | None = None) -> Params:
-    """Read and validate params.yaml; errors name the file and the field."""
-    path = Path(path) if path else project_root() / "params.yaml"
+def load_yaml(path: str | Path, model: type[BaseModel], missing: str = "not found") -> Any:
+    """Read a YAML file and validate it into `model`; every error is a ConfigError naming the file
+    (and the field), so each config file of the project fails the same readable way."""
+    path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except FileNotFoundError:
-        raise ConfigError(f"{path}: not found") from None
+        raise ConfigError(f"{path}: {missing}") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: invalid YAML: {err}") from None
     try:
-        return Params.model_validate(raw)
+        return model.model_validate(raw)
     except ValidationError as err:
-        raise ConfigError(f"{path}: {_describe(err)}") from None
+        raise ConfigError(f"{path}: {describe(err)}") from None
 
 
-def _describe(err: ValidationError) -> str:
+def load_params(path: str | Path | None = None) -> Params:
+    """Read and validate params.yaml; errors name the file and the field."""
+    return load_yaml(Path(path) if path else project_root() / "params.yaml", Params)
+
+
+def describe(err: ValidationError) -> str:
+    """A pydantic error as `field 'a.b': message; ...`."""
     return "; ".join(
         f"field '{'.'.join(str(p) for p in e['loc'])}': {e['msg']}" for e in err.errors()
     )
@@ -176,17 +211,18 @@ def validate_section(model: type[BaseModel], raw: dict[str, Any], where: str) ->
     try:
         return model.model_validate(raw)
     except ValidationError as err:
-        raise ConfigError(f"params.yaml: {where}: {_describe(err)}") from None
+        raise ConfigError(f"params.yaml: {where}: {describe(err)}") from None
 
 
 def set_seed(seed: int) -> None:
-    """Fix every random generator a stage may touch."""
+    """Fix every random generator a stage may touch, and ask torch for its deterministic kernels, so a
+    re-run gives the same metrics and DVC sees unchanged outputs."""
     random.seed(seed)
     np.random.seed(seed)
     os.environ["PYTHONHASHSEED"] = str(seed)
     try:
         import torch
-
-        torch.manual_seed(seed)
     except ImportError:  # torch is optional for the sklearn-only path
-        pass
+        return
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)

@@ -15,9 +15,10 @@ from pathlib import Path
 import datasets
 import pandas as pd
 
-from pipeline.ingest import DROP_REASONS
+from pipeline.config import load_params, resolve
+from pipeline.ingest import DROP_REASONS, article_keys, load_drop_report, load_paragraphs, origins
 from pipeline.labels import agreement, conflicts, gold_labels, load_adjudications, load_annotations
-from pipeline.schema import LabelSchema
+from pipeline.schema import LabelSchema, load_schema
 
 MISSING = -1
 
@@ -26,9 +27,8 @@ def build_frame(paragraphs: pd.DataFrame, gold: dict[tuple[str, str], str], sche
     """Labelled paragraphs with one integer label column per task (schema class index or -1)."""
     labelled_ids = {pid for pid, _ in gold}
     frame = paragraphs[paragraphs["paragraph_id"].isin(labelled_ids)].copy()
-    frame["article"] = frame["source"] + "#" + frame["article_index"].astype(str)
-    if "origin" not in frame:  # a paragraphs table from before origins were recorded: all real pages
-        frame["origin"] = "scraped"
+    frame["article"] = article_keys(frame)
+    frame["origin"] = origins(frame)
     frame["group"] = frame["group"].astype(str) if "group" in frame else frame["article"]
     for task in schema.task_names:
         names = schema.labels(task)
@@ -154,10 +154,25 @@ def build(paragraphs: pd.DataFrame, annotations_path: Path, adjudications_path: 
     return frame, summarize(frame, annotations, adjudications, schema)
 
 
-def write(frame: pd.DataFrame, summary: dict, schema: LabelSchema, out_dir: Path, card: Path) -> None:
+def write(frame: pd.DataFrame, summary: dict, schema: LabelSchema, out_dir: Path, card: Path,
+          summary_path: Path) -> None:
     to_hf_dataset(frame, schema).save_to_disk(str(out_dir))
     card.write_text(dataset_card(summary, schema), encoding="utf-8")
-    (card.parent / "dataset_summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    summary_path.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+
+
+def run() -> dict:
+    """The stage: validate the label files against the schema and the paragraphs, write the dataset, its
+    card and its summary where params.yaml says. Returns the summary."""
+    params = load_params()
+    schema = load_schema()
+    paragraphs_file = resolve(params.ingest.paragraphs)
+    frame, summary = build(load_paragraphs(paragraphs_file), resolve(params.labels.annotations),
+                           resolve(params.labels.adjudications), schema)
+    summary["ingest"] = load_drop_report(paragraphs_file)
+    write(frame, summary, schema, resolve(params.dataset.out_dir), resolve(params.dataset.card),
+          resolve(params.dataset.summary))
+    return summary
 
 
 def load_frame(out_dir: Path) -> pd.DataFrame:

@@ -16,10 +16,10 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
+from pipeline.config import OUT_OF_FOLD_FILE
 from pipeline.dataset import MISSING
 from pipeline.labels import Annotation
 from pipeline.schema import LabelSchema
-from pipeline.train import OUT_OF_FOLD_FILE
 
 
 def class_balance(frame: pd.DataFrame, schema: LabelSchema, by: str = "source") -> pd.DataFrame:

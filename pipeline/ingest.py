@@ -22,7 +22,8 @@ from typing import Iterator
 
 import pandas as pd
 
-from pipeline.config import ConfigError, IngestParams
+from pipeline.config import ConfigError, IngestParams, load_params, resolve
+from pipeline.schema import load_schema
 from pipeline.segment import html_to_text, is_on_topic, normalise, segment_text
 
 DOCUMENT_SUFFIXES = (".txt", ".md", ".html", ".htm")
@@ -33,6 +34,18 @@ REQUIRED_COLUMNS = ["paragraph_id", "source", "article_index", "paragraph_index"
 # Columns added later, with the value a table written before them means.
 OPTIONAL_COLUMNS = {"origin": "scraped", "group": None, "date": None, "url": None}
 COLUMNS = REQUIRED_COLUMNS + list(OPTIONAL_COLUMNS)
+
+
+def article_keys(paragraphs: pd.DataFrame) -> pd.Series:
+    """Each paragraph's article, `source#article_index`: one page can hold several articles."""
+    return paragraphs["source"].astype(str) + "#" + paragraphs["article_index"].astype(str)
+
+
+def origins(paragraphs: pd.DataFrame) -> pd.Series:
+    """Each paragraph's origin; a table written before origins were recorded holds real pages only."""
+    if "origin" in paragraphs:
+        return paragraphs["origin"]
+    return pd.Series(OPTIONAL_COLUMNS["origin"], index=paragraphs.index)
 DROP_REASONS = ("too_short", "boilerplate", "heading", "duplicate", "empty")
 REPORT_KEY = b"stance.ingest_report"  # Parquet metadata key: the drop report travels with the table
 
@@ -255,3 +268,15 @@ def load_drop_report(path: Path) -> dict[str, dict[str, int]]:
 
     metadata = pq.read_schema(path).metadata or {}
     return json.loads(metadata[REPORT_KEY]) if REPORT_KEY in metadata else {}
+
+
+def run(files: list[Path]) -> tuple[list[Path], pd.DataFrame, dict[str, dict[str, int]]]:
+    """The stage: add `files` to the raw corpus, segment every file under it and write the paragraphs
+    table (with its drop report) where params.yaml says. Returns (added files, paragraphs, drop report)."""
+    params = load_params().ingest
+    raw_dir = resolve(params.raw_dir)
+    topic_groups = load_schema().topic_groups
+    added = add_documents(files, raw_dir)
+    frame, report = ingest_folder(raw_dir, params, topic_groups)
+    write_paragraphs(frame, resolve(params.paragraphs), report)
+    return added, frame, report

@@ -67,23 +67,30 @@ def jsonl_lines(text: str) -> Iterator[tuple[int, str]]:
         yield number, line.removesuffix("\r")
 
 
+def json_objects(text: str, where: str, problems: list[str]) -> Iterator[tuple[int, str, dict]]:
+    """(line number, "file:line", object) for each JSON object line; blank lines are skipped, and a line
+    that is not a JSON object becomes a problem naming its line."""
+    for lineno, line in jsonl_lines(text):
+        if not line.strip():
+            continue
+        at = f"{where}:{lineno}"
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as err:
+            problems.append(f"{at}: malformed JSON ({err.msg} at column {err.colno})")
+            continue
+        if not isinstance(obj, dict):
+            problems.append(f"{at}: expected a JSON object, got {type(obj).__name__}")
+            continue
+        yield lineno, at, obj
+
+
 def _read_records(path: Path, fields: dict[str, bool], schema: LabelSchema,
                   paragraph_ids: set[str] | None, key_fields: tuple[str, ...]) -> tuple[list[dict], list[str]]:
     records, problems, seen = [], [], {}
     if not path.exists():
         return records, problems
-    for lineno, line in jsonl_lines(path.read_text(encoding="utf-8")):
-        where = f"{path}:{lineno}"
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as err:
-            problems.append(f"{where}: malformed JSON ({err.msg} at column {err.colno})")
-            continue
-        if not isinstance(obj, dict):
-            problems.append(f"{where}: expected a JSON object, got {type(obj).__name__}")
-            continue
+    for lineno, where, obj in json_objects(path.read_text(encoding="utf-8"), str(path), problems):
         line_problems = [f"{where}: field '{k}': unknown field (allowed: {', '.join(fields)})"
                          for k in obj if k not in fields]
         for name, required in fields.items():

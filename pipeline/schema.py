@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from pipeline.config import ConfigError, load_params, resolve
+from pipeline.config import load_params, load_yaml, resolve
 
 
 class ClassDef(BaseModel):
@@ -88,15 +87,5 @@ class LabelSchema(BaseModel):
 
 def load_schema(path: str | Path | None = None) -> LabelSchema:
     """Load and validate the schema; by default the file named in params.yaml."""
-    path = Path(path) if path else resolve(load_params().labels.schema_file)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: label schema not found") from None
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: invalid YAML: {err}") from None
-    try:
-        return LabelSchema.model_validate(raw)
-    except ValidationError as err:
-        where = "; ".join(f"field '{'.'.join(map(str, e['loc']))}': {e['msg']}" for e in err.errors())
-        raise ConfigError(f"{path}: {where}") from None
+    return load_yaml(Path(path) if path else resolve(load_params().labels.schema_file), LabelSchema,
+                     "label schema not found")

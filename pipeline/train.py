@@ -2,7 +2,8 @@
 
 The pure core (`evaluate_and_fit`) takes the labelled frame and returns the fitted,
 calibrated StanceModel with its metrics; `run` is the I/O edge that writes the model
-folder, metrics and plot files for DVC, and one MLflow run with full provenance.
+folder, metrics and plot files for DVC, and one MLflow run with full provenance
+(timings go to MLflow only: they differ on every run, and DVC's metrics must not).
 """
 
 from __future__ import annotations
@@ -10,15 +11,15 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
 
-from pipeline.config import ConfigError, Params
+from pipeline.config import OUT_OF_FOLD_FILE, ConfigError, Params, load_params, resolve, set_seed
 from pipeline.evaluate import (confusion_rows, cross_validate, headline, learning_curve, n_folds, out_of_fold_frame,
                                summarize, transfer)
+from pipeline.ingest import origins
 from pipeline.model import StanceModel
 from pipeline.models import build_classifier, settle_quantization
 from pipeline.schema import LabelSchema
@@ -27,13 +28,11 @@ from pipeline.schema import LabelSchema
 @dataclass
 class TrainResult:
     model: StanceModel
-    metrics: dict[str, Any]  # task -> evaluation summary, plus "macro_f1" (mean over tasks) and timings
+    metrics: dict[str, Any]  # task -> evaluation summary, plus "macro_f1" (mean over tasks)
+    timings: dict[str, float]  # seconds and speed: logged to MLflow only, so DVC's metrics repeat exactly
     confusion: dict[str, list[dict]]  # task -> rows for DVC's confusion plot
     learning_curves: dict[str, list[dict]]  # task -> (fraction, train_labels, macro_f1) points
     out_of_fold: pd.DataFrame  # per (paragraph, task): gold, out-of-fold prediction and scores
-
-
-OUT_OF_FOLD_FILE = "out_of_fold.parquet"  # inside the model folder
 
 
 SPEED_SAMPLE = 200  # paragraphs scored to measure speed for the model card
@@ -47,8 +46,7 @@ def distinct_texts(texts: list[str], n: int) -> list[str]:
 def testable_rows(rows: pd.DataFrame, test_on: list[str]) -> np.ndarray:
     """Which rows may form test folds: real text (`evaluate.test_on` origins). A dataset with no such
     rows (or no origin column) is tested on every row."""
-    origin = rows["origin"] if "origin" in rows else pd.Series("scraped", index=rows.index)
-    testable = origin.isin(test_on).to_numpy()
+    testable = origins(rows).isin(test_on).to_numpy()
     return testable if testable.any() else np.ones(len(rows), dtype=bool)
 
 
@@ -170,46 +168,78 @@ def evaluate_and_fit(frame: pd.DataFrame, schema: LabelSchema, family: str, para
         metrics["transfer_macro_f1"] = round(float(np.mean([metrics[t]["transfer"]["macro_f1"]
                                                             for t in schema.task_names])), 4)
     metrics["evaluation_notes"] = notes
-    metrics.update({k: round(v, 2) for k, v in timings.items()})
-    metrics["score_paragraphs_per_second"] = round(len(timing_texts) / max(score_seconds, 1e-9), 1)
+    timings = {k: round(v, 2) for k, v in timings.items()}
+    timings["score_paragraphs_per_second"] = round(len(timing_texts) / max(score_seconds, 1e-9), 1)
     if int8:
         metrics["int8_agreement"] = int8
     empty = pd.DataFrame(columns=["paragraph_id", "source", "task", "gold", "predicted", "confidence", "scores",
                                   "text"])
-    return TrainResult(model=model, metrics=metrics, confusion=confusion, learning_curves=curves,
+    return TrainResult(model=model, metrics=metrics, timings=timings, confusion=confusion, learning_curves=curves,
                        out_of_fold=pd.concat(out_of_fold, ignore_index=True) if out_of_fold else empty)
 
 
 def training_provenance(frame: pd.DataFrame, schema: LabelSchema) -> dict[str, Any]:
     """What the model was trained on, by origin: saved with the model and carried into scoring outputs."""
-    origin = frame["origin"] if "origin" in frame else pd.Series("scraped", index=frame.index)
-    return {"paragraphs_by_origin": {str(o): int(n) for o, n in origin.value_counts().sort_index().items()},
+    return {"paragraphs_by_origin": {str(o): int(n) for o, n in origins(frame).value_counts().sort_index().items()},
             "labels_by_task": {task: int((frame[task] >= 0).sum()) for task in schema.task_names}}
 
 
-def write_outputs(result: TrainResult, family: str, model_dir: Path, metrics_dir: Path, plots_dir: Path) -> None:
-    """Model folder, `metrics/<family>.json` (dvc metrics) and per-task plot files (dvc plots)."""
+def load_inputs(family: str) -> tuple[Params, LabelSchema, pd.DataFrame]:
+    """params.yaml (the family must be one of its `models`), the schema and the labelled dataset, seeded."""
+    from pipeline.dataset import load_frame
+    from pipeline.schema import load_schema
+
+    params = load_params()
+    if family not in params.models:
+        raise ConfigError(f"params.yaml: field 'models': no family '{family}' (have: {', '.join(params.models)})")
+    set_seed(params.seed)
+    return params, load_schema(), load_frame(resolve(params.dataset.out_dir))
+
+
+def run(frame: pd.DataFrame, schema: LabelSchema, family: str, params: Params, on_fold: Callable[[], None],
+        cv: bool = True, log_mlflow: bool = True) -> tuple[TrainResult, dict[str, Any] | None]:
+    """The stage: evaluate and fit, write the model folder, metrics and plots, and (optionally) log the
+    MLflow run, whose id the model folder keeps for `register`. Returns the result and the run record."""
+    result = evaluate_and_fit(frame, schema, family, params, on_fold, cv)
+    write_outputs(result, family, params)
+    if not log_mlflow:
+        return result, None
+    record = log_run(result, family, params, frame["text"].tolist())
+    resolve(params.train.run_file(family)).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    return result, record
+
+
+def describe(result: TrainResult, schema: LabelSchema) -> str:
+    """One line: each task's macro-F1 with its interval."""
+    m = result.metrics
+    return ", ".join(f"{t} {m[t]['macro_f1']:.3f} [{m[t]['macro_f1_ci_low']:.3f}, {m[t]['macro_f1_ci_high']:.3f}]"
+                     if m[t]["cv"] else f"{t} no CV estimate" for t in schema.task_names)
+
+
+def write_outputs(result: TrainResult, family: str, params: Params) -> None:
+    """Model folder, `metrics/<family>.json` (dvc metrics) and per-task plot files (dvc plots), where
+    `train` in params.yaml (and so dvc.yaml) puts them."""
+    model_dir, plots = resolve(params.train.model_dir(family)), resolve(params.train.plots(family))
+    metrics_file = resolve(params.train.metrics_file(family))
     result.model.save(model_dir)
     # scores as JSON text: each task has its own classes, which one Parquet struct column cannot hold
     result.out_of_fold.assign(scores=result.out_of_fold["scores"].map(json.dumps)).to_parquet(
         model_dir / OUT_OF_FOLD_FILE, index=False)
-    metrics_dir.mkdir(parents=True, exist_ok=True)
+    metrics_file.parent.mkdir(parents=True, exist_ok=True)
     scalar = {task: {k: v for k, v in m.items() if k not in ("confusion_matrix", "reliability")}
               if isinstance(m, dict) else m for task, m in result.metrics.items()}
-    (metrics_dir / f"{family}.json").write_text(json.dumps(scalar, indent=2) + "\n", encoding="utf-8")
+    metrics_file.write_text(json.dumps(scalar, indent=2) + "\n", encoding="utf-8")
     for kind in ("confusion", "reliability"):
-        (plots_dir / family / kind).mkdir(parents=True, exist_ok=True)
+        (plots / kind).mkdir(parents=True, exist_ok=True)
     for task, points in result.learning_curves.items():
-        (plots_dir / family / "learning_curve").mkdir(parents=True, exist_ok=True)
-        pd.DataFrame(points).to_csv(plots_dir / family / "learning_curve" / f"{task}.csv", index=False)
+        (plots / "learning_curve").mkdir(parents=True, exist_ok=True)
+        pd.DataFrame(points).to_csv(plots / "learning_curve" / f"{task}.csv", index=False)
     for task, rows in result.confusion.items():  # tasks without CV have no plots
-        pd.DataFrame(rows).to_csv(plots_dir / family / "confusion" / f"{task}.csv", index=False)
-        pd.DataFrame(result.metrics[task]["reliability"]).to_csv(
-            plots_dir / family / "reliability" / f"{task}.csv", index=False)
+        pd.DataFrame(rows).to_csv(plots / "confusion" / f"{task}.csv", index=False)
+        pd.DataFrame(result.metrics[task]["reliability"]).to_csv(plots / "reliability" / f"{task}.csv", index=False)
 
 
-def log_run(result: TrainResult, family: str, params: Params, model_dir: Path, plots_dir: Path,
-            sample_texts: list[str]) -> dict[str, str]:
+def log_run(result: TrainResult, family: str, params: Params, sample_texts: list[str]) -> dict[str, Any]:
     """One MLflow run: params, metrics, plots, git commit, data hashes and the pyfunc model."""
     from pipeline.pyfunc import log_stance_model
     from pipeline.tracking import configure, data_versions, git_commit
@@ -221,8 +251,8 @@ def log_run(result: TrainResult, family: str, params: Params, model_dir: Path, p
         mlflow.log_params({"family": family, "seed": params.seed,
                            **{f"evaluate.{k}": v for k, v in params.evaluate.model_dump().items()},
                            **{f"model.{k}": v for k, v in params.models.get(family, {}).items()}})
-        flat = {k: result.metrics[k] for k in ("macro_f1", "transfer_macro_f1", "evaluate_seconds", "train_seconds",
-                                               "score_paragraphs_per_second") if result.metrics.get(k) is not None}
+        flat = {**result.timings, **{k: result.metrics[k] for k in ("macro_f1", "transfer_macro_f1")
+                                     if result.metrics.get(k) is not None}}
         for task in result.model.schema.task_names:
             m = result.metrics[task]
             if not m["cv"]:
@@ -235,7 +265,7 @@ def log_run(result: TrainResult, family: str, params: Params, model_dir: Path, p
             if "transfer" in m:
                 flat[f"{task}.transfer_macro_f1"] = m["transfer"]["macro_f1"]
         mlflow.log_metrics(flat)
-        mlflow.log_artifacts(str(plots_dir / family), artifact_path="plots")
-        info = log_stance_model(model_dir, sample_texts)
+        mlflow.log_artifacts(str(resolve(params.train.plots(family))), artifact_path="plots")
+        info = log_stance_model(resolve(params.train.model_dir(family)), sample_texts)
     return {"run_id": run.info.run_id, "model_uri": info.model_uri, "family": family,
             "macro_f1": result.metrics["macro_f1"]}

@@ -10,13 +10,43 @@ from pathlib import Path
 
 import pytest
 import yaml
+from support import RAW, REPO
 
-REPO = Path(__file__).resolve().parents[1]
-RAW = REPO / "data" / "raw"
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("DISABLE_MLFLOW_INTEGRATION", "TRUE")
+SESSION_TRACKING_URI = os.environ.get("MLFLOW_TRACKING_URI")
+
+
+def forget_mlflow_store() -> None:
+    """Drop the store a test pointed MLflow at. mlflow.set_tracking_uri/set_registry_uri keep the URI in
+    module globals and write it into os.environ behind monkeypatch's back; a registry URI left over from an
+    earlier test made a later MlflowClient(tracking_uri=...) read the wrong registry ("Registered Model
+    with name=stance-classifier not found" when the whole suite ran)."""
+    if "mlflow" in sys.modules:
+        import mlflow
+
+        mlflow.set_tracking_uri(None)
+        mlflow.set_registry_uri(None)
+    os.environ.pop("MLFLOW_REGISTRY_URI", None)
+    if SESSION_TRACKING_URI is None:
+        os.environ.pop("MLFLOW_TRACKING_URI", None)
+    else:
+        os.environ["MLFLOW_TRACKING_URI"] = SESSION_TRACKING_URI
+
+
+@pytest.fixture(autouse=True)
+def own_environment():
+    """No test sees the MLflow store or the environment of another: each sets its own (`project`,
+    `trained`, tmp dbs), and what a command run in-process sets (`stance` quiets libraries through
+    environment variables) is undone."""
+    forget_mlflow_store()
+    saved = dict(os.environ)
+    yield
+    forget_mlflow_store()
+    os.environ.clear()
+    os.environ.update(saved)
 
 
 def pytest_sessionstart(session):
@@ -33,6 +63,14 @@ def seed_files() -> dict[str, str]:
     if len(files) < 5:
         pytest.fail(f"{RAW}: seed corpus missing; run `dvc pull data/raw.dvc` (make test does)")
     return {f.name: f.read_text(encoding="utf-8") for f in files}
+
+
+@pytest.fixture(scope="session")
+def seed_paragraphs(seed_files) -> list[str]:
+    """The seed pages' body paragraphs, as ingest segments them."""
+    from pipeline.segment import segment_text
+
+    return [p for text in seed_files.values() for a in segment_text(text) for p in a.paragraphs]
 
 
 def _copy_inputs(root: Path) -> None:
@@ -75,6 +113,7 @@ def trained_project(tmp_path_factory) -> Path:
         _use_project(mp, root)
         for command in (["ingest"], ["dataset"], ["train", "--family", "tfidf_lr"], ["register"]):
             _stance(*command)
+    forget_mlflow_store()
     return root
 
 
@@ -86,6 +125,16 @@ def _use_project(mp: pytest.MonkeyPatch, root: Path) -> None:
 
 @pytest.fixture
 def trained(trained_project, monkeypatch) -> Path:
-    """The trained project as STANCE_ROOT, MLflow store and cwd for one test."""
+    """The trained project as STANCE_ROOT, MLflow store and cwd for one test, read-only: a test that
+    registers or trains takes `trained_copy`."""
     _use_project(monkeypatch, trained_project)
     return trained_project
+
+
+@pytest.fixture
+def trained_copy(trained_project, tmp_path, monkeypatch) -> Path:
+    """A private copy of the trained project (files and MLflow store) for a test that changes it."""
+    root = tmp_path / "project"
+    shutil.copytree(trained_project, root)
+    _use_project(monkeypatch, root)
+    return root

@@ -24,8 +24,8 @@ from pipeline.annotate.store import LabelStore
 from pipeline.labels import (Adjudication, Annotation, LabelFileError, load_adjudications, load_annotations,
                              model_agreement)
 from pipeline.schema import load_schema
-from test_annotate_support import (REPO, Server, add_annotator, call, make_project, project_env, seed_labels,
-                                   wait_for_mirror, wait_for_ranking)
+from support import (REPO, Server, add_annotator, call, make_project, project_env, seed_labels, wait_for_mirror,
+                     wait_for_ranking)
 
 SCHEMA = load_schema(REPO / "labels" / "schema.yaml")
 TASKS = SCHEMA.task_names

@@ -12,12 +12,11 @@ import shutil
 import pytest
 
 from pipeline.schema import load_schema
-from test_annotate_support import (REPO, SCRIPT_TEXT, Server, add_annotator, make_project, seed_labels,
-                                   wait_for_mirror, wait_for_ranking)
+from support import REPO, SCRIPT_TEXT, Server, add_annotator, make_project, seed_labels, wait_for_mirror, wait_for_ranking
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed "
-                                                         "(apt-get install -y chromium)")
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed "
+                                                         "(apt-get install -y chromium)")]
 SCHEMA = load_schema(REPO / "labels" / "schema.yaml")
 
 

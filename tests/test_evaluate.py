@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from sklearn.metrics import f1_score
 
 from pipeline.evaluate import _macro_f1, bootstrap_macro_f1, cross_validate, learning_curve, transfer
@@ -64,6 +65,16 @@ def test_fast_macro_f1_equals_sklearn():
         y, pred = rng.integers(0, 3, 40), rng.integers(0, 3, 40)
         assert np.isclose(_macro_f1(y, pred, 3), f1_score(y, pred, labels=[0, 1, 2], average="macro",
                                                           zero_division=0))
+
+
+def test_fast_macro_f1_counts_absent_classes_as_zero_like_sklearn():
+    """A class neither in gold nor predicted (a rare class missing from a bootstrap draw) scores 0, and
+    a class predicted but never gold scores 0: sklearn with labels= and zero_division=0 does the same."""
+    y, pred = np.array([0, 0, 1, 1, 1]), np.array([0, 1, 1, 1, 2])
+    for k in (3, 4):
+        expected = f1_score(y, pred, labels=list(range(k)), average="macro", zero_division=0)
+        assert _macro_f1(y, pred, k) == pytest.approx(expected)
+    assert _macro_f1(y, y, 2) == 1.0 and _macro_f1(y, y, 4) == 0.5
 
 
 def test_article_bootstrap_is_wider_than_a_paragraph_bootstrap_when_errors_cluster_by_article():

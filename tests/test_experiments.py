@@ -15,7 +15,7 @@ import yaml
 from pipeline.config import ConfigError, load_params
 from pipeline.experiments.compare import Candidate, Champion, Scores, compare, to_markdown, verdict
 from pipeline.experiments.definition import ExperimentDef, expand, load_definition
-from tests.conftest import REPO
+from support import REPO
 
 BIN = Path(sys.executable).parent
 TASKS = ["a", "b"]
@@ -127,6 +127,7 @@ def exp_repo(trained_project, tmp_path_factory):
     return root, env
 
 
+@pytest.mark.slow
 def test_a_queued_grid_runs_and_is_compared_with_the_champion(exp_repo):
     root, env = exp_repo
     _run(str(BIN / "stance"), "exp", "run", "experiments/tiny.yaml", cwd=root, env=env)

@@ -14,6 +14,8 @@ from pipeline.ingest import load_paragraphs
 from pipeline.labels import Annotation, load_annotations
 from pipeline.schema import load_schema
 
+pytestmark = pytest.mark.slow  # trains or serves real models, or runs the pipeline end to end
+
 
 @pytest.fixture
 def loaded(trained):

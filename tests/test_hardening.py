@@ -24,8 +24,7 @@ from pipeline.labels import Annotation, LabelFileError, agreement, load_annotati
 from pipeline.model import ModelIntegrityError, StanceModel
 from pipeline.schema import load_schema
 from pipeline.scoring.readers import Document, Problem, ReadOptions, discover, read_sources
-from test_scoring import seed_paragraphs, tiny_model  # noqa: F401 (a fixture)
-from test_annotate_support import REPO, Server, add_annotator, make_project, project_env, wait_for_mirror
+from support import REPO, Server, add_annotator, make_project, project_env, tiny_model, wait_for_mirror
 
 SCHEMA = load_schema(REPO / "labels" / "schema.yaml")
 TASK = SCHEMA.task_names[0]

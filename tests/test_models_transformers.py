@@ -16,6 +16,8 @@ from pipeline.model import StanceModel
 from pipeline.models import build_classifier, settle_quantization
 from pipeline.schema import load_schema
 
+pytestmark = pytest.mark.slow  # trains or serves real models, or runs the pipeline end to end
+
 CLASSES = ["robust", "fragile", "none"]
 TEXTS = [
     "Moscow and Beijing deepen their strategic alignment with new pipelines and joint drills.",

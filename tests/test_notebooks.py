@@ -9,7 +9,9 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from tests.conftest import REPO
+from support import REPO
+
+pytestmark = pytest.mark.slow  # trains or serves real models, or runs the pipeline end to end
 
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 

@@ -15,6 +15,8 @@ import httpx
 import pandas as pd
 import pytest
 
+pytestmark = pytest.mark.slow  # trains or serves real models, or runs the pipeline end to end
+
 
 def test_run_is_tracked_with_provenance_and_champion_alias(trained):
     import mlflow
@@ -58,6 +60,7 @@ def test_headline_is_measured_on_real_text_with_transfer_and_learning_curve(trai
         assert curve["train_labels"].is_monotonic_increasing and len(curve) == 2
     card = (trained / "MODEL_CARD.md").read_text()
     assert "transfer macro-F1" in card and "Learning curve" in card and "> **Warning:**" in card
+    assert "## Behavioural tests" in card and "| directional | negation |" in card
     provenance = json.loads((trained / "models" / "tfidf_lr" / "stance_model.json").read_text())["provenance"]
     assert provenance["paragraphs_by_origin"]["authored"] > provenance["paragraphs_by_origin"]["scraped"]
 
@@ -72,14 +75,14 @@ def test_model_ships_a_temperature_only_where_it_lowers_out_of_sample_ece(traine
         assert m["ece"] == min(m["ece_calibrated"], m["ece_uncalibrated"])
 
 
-def test_alias_moves_only_when_the_new_model_wins(trained):
+def test_alias_moves_only_when_the_new_model_wins(trained_copy):
     from mlflow import MlflowClient
 
     from pipeline.register import register
 
     client = MlflowClient(tracking_uri=os.environ["MLFLOW_TRACKING_URI"])
     before = client.get_model_version_by_alias("stance-classifier", "champion").version
-    run = json.loads((trained / "models" / "tfidf_lr" / "mlflow_run.json").read_text())
+    run = json.loads((trained_copy / "models" / "tfidf_lr" / "mlflow_run.json").read_text())
     evaluation = client.get_model_version_by_alias("stance-classifier", "champion").tags["evaluation"]
     worse = dict(run, macro_f1=run["macro_f1"] - 0.1)
     decision = register(worse, "macro_f1", "stance-classifier", "champion", {"tfidf_lr": {"macro_f1": worse["macro_f1"]}},

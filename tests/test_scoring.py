@@ -1,4 +1,4 @@
-"""`stance score`: readers, the issue-2 JSONL contract, bad inputs, URL lists, article aggregation.
+"""`stance score`: readers, the paragraph JSONL contract, bad inputs, URL lists, article aggregation.
 
 Uses a tiny real StanceModel (TF-IDF + LR trained on seed paragraphs) saved to a folder and
 passed as --model, and a real HTTP server on 127.0.0.1 for URL inputs.
@@ -17,28 +17,12 @@ import pytest
 from typer.testing import CliRunner
 
 from pipeline.cli import app
+from support import REPO, tiny_model
 from pipeline.model import StanceModel
 from pipeline.schema import load_schema
 from pipeline.scoring import core
-from pipeline.scoring.readers import Document, Paragraph, ReadOptions, discover, read_sources
+from pipeline.scoring.readers import Document, ReadOptions, discover, read_sources
 from pipeline.segment import segment_text
-
-REPO = Path(__file__).resolve().parents[1]
-
-
-def tiny_model(folder: Path, texts: list[str]) -> Path:
-    """A real StanceModel trained on `texts` with labels cycling through each task's classes."""
-    schema = load_schema(REPO / "labels" / "schema.yaml")
-    data = {t: (texts, [schema.labels(t)[i % len(schema.labels(t))] for i in range(len(texts))])
-            for t in schema.task_names}
-    StanceModel.fit(schema, "tfidf_lr", {}, 0, data).save(folder)
-    return folder
-
-
-@pytest.fixture(scope="module")
-def seed_paragraphs(seed_files) -> list[str]:
-    return [p for text in seed_files.values() for a in segment_text(text) for p in a.paragraphs]
-
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory, seed_paragraphs) -> Path:
@@ -218,10 +202,9 @@ def test_discover_dedupes_and_reader_keeps_input_order(tmp_path, seed_files):
     sources = discover([str(tmp_path), str(tmp_path / "a.txt"), str(tmp_path / "*.txt")])
     assert [s.location for s in sources] == [str(tmp_path / "a.txt")]
     (doc,) = list(read_sources(sources, ReadOptions()))
-    expected = [p for a in segment_text(seed_files[name]) for p in a.paragraphs]
-    assert isinstance(doc, Document) and [p.text for p in doc.paragraphs] == expected
+    expected = [(i, p) for i, a in enumerate(segment_text(seed_files[name])) for p in a.paragraphs]
+    assert isinstance(doc, Document) and [(p.article_index, p.text) for p in doc.paragraphs] == expected
     assert core.paragraphs_frame([doc])["id"].tolist() == [f"{doc.doc_id}#{i}" for i in range(len(expected))]
-    assert Paragraph(0, None, "x").article_index == 0
 
 
 def test_parallel_scorer_equals_in_process_scoring(model_dir, seed_paragraphs):

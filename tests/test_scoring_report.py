@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from test_scoring import REPO, tiny_model
+from support import REPO, tiny_model
 from pipeline.cli import app
 from pipeline.schema import load_schema
 from pipeline.segment import segment_text

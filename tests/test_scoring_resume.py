@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from test_scoring import REPO, tiny_model
+from support import REPO, tiny_model
 from pipeline.segment import segment_text
 
 

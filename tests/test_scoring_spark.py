@@ -6,9 +6,11 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from test_scoring import tiny_model
+from support import tiny_model
 from pipeline.cli import app
 from pipeline.segment import segment_text
+
+pytestmark = pytest.mark.slow  # trains or serves real models, or runs the pipeline end to end
 
 pytest.importorskip("pyspark")
 

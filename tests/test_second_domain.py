@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from test_issue12_contract import EXAMPLE, stance
+from support import EXAMPLE, stance
+
+pytestmark = pytest.mark.slow  # trains or serves real models, or runs the pipeline end to end
 
 TASKS = ["bike_lanes", "four_day_week", "school_phones"]
 

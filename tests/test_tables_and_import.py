@@ -16,7 +16,7 @@ from pipeline.labels import LabelFileError
 from pipeline.schema import load_schema
 from pipeline.segment import segment_text
 from pipeline.train import evaluate_and_fit, fold_plan
-from test_issue12_contract import EXAMPLE, stance
+from support import EXAMPLE, stance
 
 SCHEMA = load_schema(EXAMPLE / "schema.yaml")
 INDEX = ParagraphIndex(["t1", "t2", "t3"], [("t1", "Bike lanes are great."), ("t2", "I hate the four-day week."),

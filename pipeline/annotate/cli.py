@@ -47,6 +47,13 @@ def annotate(ctx: typer.Context, host: Host = "127.0.0.1", port: Port = 8765, ra
     """Start the labelling app (the same as `stance annotate serve`)."""
     if ctx.invoked_subcommand is None:
         serve(host, port, random_share, double_share, annotators_per_paragraph, uncertainty, retrain_every, model)
+        return
+    given = {name: value for name, value in ctx.params.items()
+             if ctx.get_parameter_source(name).name not in ("DEFAULT", "DEFAULT_MAP")}
+    if given and ctx.invoked_subcommand != "serve":
+        flags = ", ".join("--" + name.replace("_", "-") for name in given)
+        raise typer.BadParameter(f"{flags} belong(s) to `serve`, not to `{ctx.invoked_subcommand}`", ctx=ctx)
+    ctx.default_map = {**(ctx.default_map or {}), "serve": given}  # `serve` takes them, unless it repeats them
 
 
 @annotate_app.command()

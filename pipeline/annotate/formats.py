@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 from pipeline.annotate.auth import check_name
-from pipeline.labels import Annotation, LabelFileError, jsonl_lines
+from pipeline.labels import Annotation, LabelFileError, json_objects
 from pipeline.schema import LabelSchema
 
 FORMATS = ("label-studio", "prodigy", "doccano", "csv")
@@ -193,21 +193,6 @@ def _make(where: str, ctx: _Context, paragraph_id: Any = None, text: Any = None,
                                         note=fields.get("note") or ""))
 
 
-def _json_lines(text: str, where: str, problems: list[str]) -> Iterable[tuple[str, dict]]:
-    for lineno, line in jsonl_lines(text):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as err:
-            problems.append(f"{where}:{lineno}: malformed JSON ({err.msg} at column {err.colno})")
-            continue
-        if not isinstance(obj, dict):
-            problems.append(f"{where}:{lineno}: expected a JSON object, got {type(obj).__name__}")
-            continue
-        yield f"{where}:{lineno}", obj
-
-
 def _shape(value: Any, kind: type, default: Any) -> Any:
     """`value` when it has the expected JSON type, `default` when absent, else None (a shape problem)."""
     if value is None:
@@ -362,7 +347,7 @@ def _prodigy_line(a: Annotation, paragraphs: Paragraphs, schema: LabelSchema) ->
 
 
 def _import_prodigy(text: str, where: str, ctx: _Context) -> None:
-    for at, obj in _json_lines(text, where, ctx.problems):
+    for _, at, obj in json_objects(text, where, ctx.problems):
         if obj.get("answer") not in ("accept", "reject", "ignore"):
             ctx.problems.append(f"{at}: field 'answer': expected accept, reject or ignore")
             continue
@@ -397,7 +382,7 @@ def _doccano_lines(labels: list[Annotation], paragraphs: Paragraphs) -> Iterable
 
 
 def _import_doccano(text: str, where: str, ctx: _Context) -> None:
-    for at, obj in _json_lines(text, where, ctx.problems):
+    for _, at, obj in json_objects(text, where, ctx.problems):
         rationale, note = obj.get("rationale") or {}, obj.get("note") or {}
         if not isinstance(rationale, dict) or not isinstance(note, dict):
             ctx.problems.append(f"{at}: fields 'rationale'/'note': expected an object keyed by task")

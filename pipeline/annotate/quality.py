@@ -16,6 +16,7 @@ import pandas as pd
 from filelock import FileLock
 from sklearn.model_selection import GroupKFold
 
+from pipeline.ingest import article_keys
 from pipeline.labels import (Adjudication, Annotation, annotator_confusion, by_item, conflicts,
                              gold_labels, write_jsonl_sorted)
 from pipeline.models import build_classifier
@@ -107,7 +108,7 @@ def suspicious_labels(annotations: list[Annotation], adjudications: list[Adjudic
             continue
         ids = [pid for pid, _ in items]
         frame = paragraphs.loc[ids]
-        groups = [f"{s}#{a}" for s, a in zip(frame["source"], frame["article_index"])]
+        groups = list(article_keys(frame))
         if len(set(groups)) < 2:
             continue
         given = [label for _, label in items]

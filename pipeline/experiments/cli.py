@@ -105,11 +105,11 @@ def _candidate(point: GridPoint, tasks: list[str]) -> Candidate:
     from dvc.exceptions import DvcException
     from scmrepo.exceptions import SCMError
 
-    root = str(project_root())
+    root, layout = str(project_root()), load_params().train
     try:
-        metrics = json.loads(dvc.api.read(f"metrics/train/{point.family}.json", repo=root, rev=point.name))
+        metrics = json.loads(dvc.api.read(layout.metrics_file(point.family).as_posix(), repo=root, rev=point.name))
         params = yaml.safe_load(dvc.api.read("params.yaml", repo=root, rev=point.name))
-        run = json.loads(dvc.api.read(f"models/{point.family}/mlflow_run.json", repo=root, rev=point.name))
+        run = json.loads(dvc.api.read(layout.run_file(point.family).as_posix(), repo=root, rev=point.name))
     except (DvcException, SCMError, FileNotFoundError):
         return Candidate(point.name, point.family, point.overrides, None)
     ran = {key: _lookup(params, key) for key in point.overrides}

@@ -12,14 +12,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
-from pydantic import Field, ValidationError
+from pydantic import Field
 
-from pipeline.config import ConfigError, Params, _describe, _Strict, validate_section
+from pipeline.config import ConfigError, Params, Strict, load_yaml, validate_section
 
 Scalar = str | int | float | bool
 
 
-class ExperimentDef(_Strict):
+class ExperimentDef(Strict):
     question: str = Field(min_length=1, description="what the experiment answers, shown with its results")
     families: dict[str, dict[str, Scalar | list[Scalar]]] = Field(
         min_length=1, description="model family -> hyperparameter -> value or list of values to sweep")
@@ -45,16 +45,7 @@ def _literal(value: Scalar) -> str:
 
 
 def load_definition(path: Path) -> ExperimentDef:
-    try:
-        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: not found") from None
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: invalid YAML: {err}") from None
-    try:
-        return ExperimentDef.model_validate(raw)
-    except ValidationError as err:
-        raise ConfigError(f"{path}: {_describe(err)}") from None
+    return load_yaml(path, ExperimentDef)
 
 
 def _sweep(values: dict[str, Scalar | list[Scalar]]) -> list[dict[str, Scalar]]:

@@ -155,7 +155,7 @@ def score_paragraphs(model, frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def scores_dict(row: dict, schema, task: str) -> dict[str, float]:
-    """The issue-2 `T_scores` object rebuilt from the probability columns."""
+    """The `T_scores` object rebuilt from the probability columns."""
     return {label: row[proba_column(task, label)] for label in schema.labels(task)}
 
 

@@ -25,7 +25,7 @@ SINGLE_FILE_SUFFIXES = {f".{fmt}": fmt for fmt in FORMATS}
 
 @dataclass
 class Layout:
-    """Where a run writes: a folder of tables + report, or (issue-2 style) one paragraph file."""
+    """Where a run writes: a folder of tables + report, or one paragraph file."""
     out: Path
     fmt: str
     single_file: bool

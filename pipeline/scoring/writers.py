@@ -139,7 +139,7 @@ class TableWriter:
                 self._handle.write(json.dumps(self._jsonl_row(row), ensure_ascii=False) + "\n")
 
     def _jsonl_row(self, row: dict) -> dict:
-        """Nulls dropped; for paragraphs the issue-2 contract: per task `T` and `T_scores` {class: p}."""
+        """Nulls dropped; for paragraphs per task `T` and `T_scores` {class: p}."""
         if not self.scores_as_dicts:
             return {k: v for k, v in row.items() if v is not None}
         out = {k: row[k] for k in BASE_COLUMNS if row.get(k) is not None}

@@ -1,4 +1,5 @@
-"""Shared helpers for the annotation tests: a tiny project folder and a real server process."""
+"""Helpers the tests share (fixtures built on them live in conftest.py): the repository root, a tiny
+real model, and for the annotation tests a tiny project folder and a real server process."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import pandas as pd
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+RAW = REPO / "data" / "raw"
 SCRIPT_TEXT = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned = 2"> Beijing & Moscow "ties"'
 
 
@@ -66,17 +68,19 @@ def project_env(root: Path) -> dict[str, str]:
 class Server:
     """`stance annotate` in a subprocess on a free 127.0.0.1 port."""
 
-    def __init__(self, root: Path, port: int | None = None, args: tuple[str, ...] = ()):
+    def __init__(self, root: Path, port: int | None = None, args: tuple[str, ...] = (), group_options: bool = False):
         self.root = root
-        self.args = args
         self.port = port or free_port()
+        port_option = ["--port", str(self.port)]  # on `serve`, or on the `annotate` group before it
+        self.args = ["annotate", *port_option, "serve"] if group_options else ["annotate", "serve", *port_option]
+        self.args += list(args)
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = open(root / f"server-{self.port}.log", "ab")
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout: float = 90) -> "Server":
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pipeline.cli", "annotate", "serve", "--port", str(self.port), *self.args],
+            [sys.executable, "-m", "pipeline.cli", *self.args],
             cwd=self.root, env=project_env(self.root), stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -154,3 +158,26 @@ def wait_for_ranking(server: Server, name: str, token: str, condition, timeout: 
         if time.monotonic() > deadline:
             raise TimeoutError(f"ranking not reached: {stats}")
         time.sleep(0.2)
+
+
+def tiny_model(folder: Path, texts: list[str]) -> Path:
+    """A real StanceModel trained on `texts` with labels cycling through each task's classes."""
+    from pipeline.model import StanceModel
+    from pipeline.schema import load_schema
+
+    schema = load_schema(REPO / "labels" / "schema.yaml")
+    data = {t: (texts, [schema.labels(t)[i % len(schema.labels(t))] for i in range(len(texts))])
+            for t in schema.task_names}
+    StanceModel.fit(schema, "tfidf_lr", {}, 0, data).save(folder)
+    return folder
+
+
+EXAMPLE = REPO / "examples" / "stance_tweets"  # a second domain: tweets with three stance tasks
+
+
+def stance(root: Path, *args: str) -> subprocess.CompletedProcess:
+    """One `stance` command in `root`, as a user runs it (a new process, cwd = the project)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "STANCE_ROOT": str(root), "COLUMNS": "1000",
+           "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}"}
+    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], cwd=root, env=env,
+                          capture_output=True, text=True, timeout=900)

@@ -17,19 +17,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
+from support import EXAMPLE, REPO, stance
 
-REPO = Path(__file__).resolve().parents[1]
-EXAMPLE = REPO / "examples" / "stance_tweets"
-
-
-def stance(root: Path, *args: str) -> subprocess.CompletedProcess:
-    """One `stance` command in `root`, as a user runs it (a new process, cwd = the project)."""
-    env = {**os.environ, "PYTHONPATH": str(REPO), "STANCE_ROOT": str(root), "COLUMNS": "1000",
-           "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}"}
-    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], cwd=root, env=env,
-                          capture_output=True, text=True, timeout=900)
-
+pytestmark = pytest.mark.slow  # trains or serves real models, or runs the pipeline end to end
 
 def contract_project(root: Path) -> None:
     """Steps 1-3: the repository's params.yaml and labels folder, with the schema replaced, the label
