@@ -46,9 +46,9 @@ def dvc_stages(params: dict | None = None) -> dict[str, dict]:
     params = params or yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
     stages = {}
     for name, stage in yaml.safe_load((REPO / "dvc.yaml").read_text(encoding="utf-8"))["stages"].items():
-        if "foreach" in stage:  # foreach: ${models} -> one stage per family
+        if "foreach" in stage:  # foreach: ${families} -> one stage per family (a list: ${item}; a dict: ${key})
             for key in params[stage["foreach"].removeprefix("${").removesuffix("}")]:
-                stages[f"{name}@{key}"] = _interpolate(stage["do"], {**params, "key": key})
+                stages[f"{name}@{key}"] = _interpolate(stage["do"], {**params, "key": key, "item": key})
         else:
             stages[name] = _interpolate(stage, params)
     return stages
