@@ -38,6 +38,7 @@ def transformer_champion(tmp_path_factory):
             mp.setenv(key, env[key])
         mlflow.set_tracking_uri(env["MLFLOW_TRACKING_URI"])
         mlflow.set_registry_uri(env["MLFLOW_TRACKING_URI"])
+        mlflow.set_experiment("console")  # not the experiment id an earlier test left active in another store
         with mlflow.start_run():
             info = log_stance_model(root / "model", texts[:2])
         version = mlflow.register_model(info.model_uri, "stance-classifier")
