@@ -68,6 +68,9 @@ def test_streamed_table_equals_general_runner(tmp_path, seed_paragraphs, suffix)
     fast_table, general_table = pq.read_table(tmp_path / "fast.parquet"), pq.read_table(tmp_path / "general.parquet")
     assert fast_table.schema == general_table.schema and fast_table.equals(general_table)
     assert fast_table.num_rows == fast.summary["paragraphs"] == len(rows) - 3
+    run_local([str(src)], tmp_path / "fast.jsonl", model, "m", workers=1)
+    run_local([str(src)], tmp_path / "general.jsonl", model, "m", workers=1, resume=True)
+    assert (tmp_path / "fast.jsonl").read_text(encoding="utf-8") == (tmp_path / "general.jsonl").read_text(encoding="utf-8")
     routed = fast_table.to_pandas().set_index("id")
     other = model.schema.task_names[1]
     assert not pd.isna(routed.loc["r7", task]) and pd.isna(routed.loc["r7", other])

@@ -78,7 +78,7 @@ def _tokens(prepared: pa.Array) -> tuple[pa.Array, np.ndarray]:
 
 
 class _NgramIndex:
-    """Word n-gram vocabulary as sorted integer keys: a token's id is its position in the table of
+    """Word n-gram vocabulary as integer keys (looked up by hash): a token's id is its position in the table of
     tokens used by the vocabulary; an n-gram's key is its token ids read as digits in base len(table)."""
 
     def __init__(self, vocabulary: pa.Array, n_max: int):
@@ -88,14 +88,13 @@ class _NgramIndex:
         lengths = pc.list_value_length(split).to_numpy()
         starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
         base = max(len(self.tokens), 1)
-        self.keys: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self.keys: dict[int, tuple[pa.Array, np.ndarray]] = {}
         for n in range(1, n_max + 1):
             columns = np.flatnonzero(lengths == n)
             keys = np.zeros(len(columns), np.int64)
             for i in range(n):
                 keys = keys * base + ids[starts[columns] + i]
-            order = np.argsort(keys)
-            self.keys[n] = (keys[order], columns[order])
+            self.keys[n] = (pa.array(keys), columns)
         self.base = base
 
     def lookup(self, tokens: pa.Array, rows: np.ndarray, n_min: int, n_max: int) -> tuple[np.ndarray, np.ndarray]:
@@ -103,8 +102,8 @@ class _NgramIndex:
         found_rows, found_columns = [], []
         for n in range(n_min, n_max + 1):
             count = len(ids) - n + 1
-            sorted_keys, columns = self.keys[n]
-            if count <= 0 or not len(sorted_keys):
+            known_keys, columns = self.keys[n]
+            if count <= 0 or not len(known_keys):
                 continue
             ok = rows[:count] == rows[n - 1:]
             keys = np.zeros(count, np.int64)
@@ -112,9 +111,9 @@ class _NgramIndex:
                 part = ids[i:i + count]
                 ok &= part >= 0
                 keys = keys * self.base + part
-            keys, where = keys[ok], np.flatnonzero(ok)
-            position = np.minimum(np.searchsorted(sorted_keys, keys), len(sorted_keys) - 1)
-            hit = sorted_keys[position] == keys
+            where = np.flatnonzero(ok)
+            position = pc.fill_null(pc.index_in(pa.array(keys[ok]), value_set=known_keys), -1).to_numpy()
+            hit = position >= 0
             found_rows.append(rows[where[hit]])
             found_columns.append(columns[position[hit]])
         if not found_rows:

@@ -33,7 +33,7 @@ class TfidfLogReg:
         model_config = ConfigDict(extra="forbid")
         C: float = Field(4.0, gt=0)
         word_ngram_max: int = Field(2, ge=1, le=3)
-        char_ngrams: bool = False  # character 3-5-grams inside words: slower to score
+        char_ngrams: bool = True  # character 3-5-grams inside words: more accurate, slower to score
         min_df: int = Field(1, ge=1)
         max_features: int = Field(50000, ge=100)
 

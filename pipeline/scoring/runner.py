@@ -81,7 +81,7 @@ def run_local(inputs: list[str], out: Path, model, model_label: str, fmt: str | 
     # through JSON, so tuples compare equal to the lists a resumed run reads back
     settings = json.loads(json.dumps({"model": model_label, "inputs": [s.location for s in sources],
                                       **asdict(options)}))
-    if stream.streamable(sources, layout.single_file and layout.fmt == "parquet", options, resume):
+    if stream.streamable(sources, layout.single_file, options, resume):
         return _run_stream(sources, layout, model, model_label, options, workers, console)
     store = PartStore(layout.work, model.schema, settings, resume)
     problems: list[Problem] = []
@@ -153,7 +153,7 @@ def _run_stream(sources, layout: Layout, model, model_label: str, options: ReadO
     """Paragraph tables into one Parquet file, batch by batch (see pipeline.scoring.stream)."""
     started = time.perf_counter()
     with console.status(f"scoring paragraph tables -> {layout.paragraphs}"):
-        scored, problems = stream.stream_tables(sources, layout.paragraphs, model, options,
+        scored, problems = stream.stream_tables(sources, layout.paragraphs, layout.fmt, model, options,
                                                 core.scoring_workers(model, workers))
     elapsed = time.perf_counter() - started
     summary = {

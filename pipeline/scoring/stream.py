@@ -1,7 +1,7 @@
-"""Paragraph tables scored as Arrow record batches: Parquet/JSONL in, one Parquet file out.
+"""Paragraph tables scored as Arrow record batches: Parquet/JSONL in, one paragraph file out.
 
 The general runner builds a Document per row plus article tables and a report. A table of paragraphs
-scored into one Parquet file needs none of that, so here rows stay Arrow columns end to end: read a
+scored into one paragraph file needs none of that, so here rows stay Arrow columns end to end: read a
 batch, check it, score its text column (in worker processes for single-threaded models), write it.
 Memory is a few batches plus the ids seen so far (to report duplicates), however long the table.
 Rows, columns, checks and messages are those of the general runner.
@@ -10,7 +10,6 @@ Rows, columns, checks and messages are those of the general runner.
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -24,15 +23,15 @@ import pyarrow.parquet as pq
 
 from pipeline.scoring.core import TASKS_COLUMN, paragraph_columns, proba_column
 from pipeline.scoring.readers import Problem, ReadOptions, Source, _decode, row_tasks, text_or_none
-from pipeline.scoring.writers import arrow_schema
+from pipeline.scoring.writers import arrow_schema, paragraph_writer
 
 STREAMABLE_SUFFIXES = {".parquet", ".jsonl"}
 BATCH_ROWS = 8192
 
 
-def streamable(sources: list[Source], single_parquet_file: bool, options: ReadOptions, resume: bool) -> bool:
-    """True when every input is a Parquet/JSONL paragraph table and the output one Parquet file."""
-    return (single_parquet_file and not resume and options.unit == "paragraph" and bool(sources)
+def streamable(sources: list[Source], single_file: bool, options: ReadOptions, resume: bool) -> bool:
+    """True when every input is a Parquet/JSONL paragraph table and the output one paragraph file."""
+    return (single_file and not resume and options.unit == "paragraph" and bool(sources)
             and all(s.kind == "table" and Path(s.location).suffix.lower() in STREAMABLE_SUFFIXES for s in sources))
 
 
@@ -206,14 +205,11 @@ def scored_table(model, batch: Batch, proba: dict[str, np.ndarray]) -> pa.Table:
     return pa.table(data, schema=arrow_schema(paragraph_columns(model.schema), model.schema))
 
 
-def stream_tables(sources: list[Source], out: Path, model, options: ReadOptions,
+def stream_tables(sources: list[Source], out: Path, fmt: str, model, options: ReadOptions,
                   workers: int = 1) -> tuple[int, list[Problem]]:
-    """Score every paragraph table in `sources` into the Parquet file `out`; returns (rows scored, problems).
-    With workers > 1 the text of each batch is scored in a pool of processes, a few batches in flight."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".tmp-{out.name}")
-    writer = pq.ParquetWriter(tmp, arrow_schema(paragraph_columns(model.schema), model.schema))
+    """Score every paragraph table in `sources` into the file `out` (format `fmt`); returns (rows scored,
+    problems). With workers > 1 each batch's text is scored in a pool of processes, a few batches in flight."""
+    writer = paragraph_writer(Path(out), fmt, model.schema)
     problems: list[Problem] = []
     seen: dict[str, str] = {}
     scored = 0
@@ -231,7 +227,7 @@ def stream_tables(sources: list[Source], out: Path, model, options: ReadOptions,
         while len(in_flight) > limit:
             batch, result = in_flight.popleft()
             table = scored_table(model, batch, result.result() if pool else result)
-            writer.write_table(table)
+            writer.write_arrow(table)
             scored += table.num_rows
 
     try:
@@ -251,8 +247,7 @@ def stream_tables(sources: list[Source], out: Path, model, options: ReadOptions,
             problems += sorted(found, key=lambda p: p.line or 0)  # in file order, as the general runner
         drain(0)
     finally:
-        writer.close()
         if pool is not None:
             pool.shutdown(cancel_futures=True)
-    os.replace(tmp, out)
+    writer.close()
     return scored, problems
