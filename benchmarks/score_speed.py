@@ -41,7 +41,9 @@ VARIANTS = {"tfidf_lr": ("tfidf_lr", {}), "tfidf_lr_word": ("tfidf_lr", {"char_n
             "embed_lr": ("embed_lr", {}), "setfit": ("setfit", {"max_pairs": 64}),
             "finetune": ("finetune", {"epochs": 1})}
 TRAIN_PARAGRAPHS = 200
-AGREEMENT_PARAGRAPHS = 400  # the fixed real paragraph set (first seed paragraphs) int8 must agree on
+# rows of the memory run: 1M where a 2-core machine scores them in minutes, a bounded prefix elsewhere
+DEFAULT_RSS_ROWS = {"tfidf_lr_word": 1_000_000, "tfidf_lr": 200_000}
+AGREEMENT_PARAGRAPHS = 200  # the fixed real paragraph set (first seed paragraphs) int8 must agree on
 
 
 def log(message: str) -> None:
@@ -268,9 +270,10 @@ def main() -> None:
                         help="a trained model folder for a family (repeatable)")
     parser.add_argument("--model", help="without --all: model folder or MLflow URI [default: registered champion]")
     parser.add_argument("-n", "--paragraphs", type=int, default=None,
-                        help="paragraphs per timing [default: 20000 scikit-learn, 300 transformer]")
+                        help="paragraphs per timing [default: 20000 scikit-learn, 120 transformer]")
     parser.add_argument("--rss-rows", type=int, default=None,
-                        help="rows of the memory run [default: 1,000,000 scikit-learn, 2,000 transformer]")
+                        help="rows of the memory run [default: 1,000,000 word-only TF-IDF, 200,000 TF-IDF with "
+                             "char n-grams, 600 transformer]")
     parser.add_argument("--child", choices=["measure", "rss"], help=argparse.SUPPRESS)
     parser.add_argument("--family", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -295,8 +298,8 @@ def main() -> None:
     report["segmentation_1mb_s"] = segmentation_1mb_s()
     for family, folder in folders.items():
         transformer = family in TRANSFORMER_FAMILIES
-        n = args.paragraphs or (300 if transformer else 20000)
-        rows = args.rss_rows or (2000 if transformer else 1_000_000)
+        n = args.paragraphs or (120 if transformer else 20000)
+        rows = args.rss_rows or DEFAULT_RSS_ROWS.get(family, 600)
         log(f"{family}: timing on {n} paragraphs")
         report["families"][family] = run_child("measure", family, folder, n, rows)
         log(f"{family}: memory over {rows} streamed paragraphs")

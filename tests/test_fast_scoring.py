@@ -74,3 +74,15 @@ def test_streamed_table_equals_general_runner(tmp_path, seed_paragraphs, suffix)
     routed = fast_table.to_pandas().set_index("id")
     other = model.schema.task_names[1]
     assert not pd.isna(routed.loc["r7", task]) and pd.isna(routed.loc["r7", other])
+
+
+def test_worker_processes_give_the_same_table(tmp_path, seed_paragraphs, monkeypatch):
+    from pipeline.scoring import stream
+
+    model = StanceModel.load(tiny_model(tmp_path / "m", seed_paragraphs[:200]))
+    src = tmp_path / "in.parquet"
+    pd.DataFrame({"id": [f"r{i}" for i in range(150)], "text": [seed_paragraphs[i % 60] for i in range(150)]}).to_parquet(src)
+    monkeypatch.setattr(stream, "BATCH_ROWS", 40)  # several batches: the first in-process, the rest in the pool
+    run_local([str(src)], tmp_path / "one.parquet", model, "m", workers=1)
+    run_local([str(src)], tmp_path / "two.parquet", model, "m", workers=2)
+    assert pq.read_table(tmp_path / "one.parquet").equals(pq.read_table(tmp_path / "two.parquet"))

@@ -65,7 +65,7 @@ def prepare(texts) -> pa.Array:
         texts = texts.combine_chunks()
     elif not isinstance(texts, pa.Array):
         texts = pa.array(list(texts), pa.string())
-    texts = pc.utf8_normalize(texts.fill_null(""), form="NFKD")
+    texts = pc.utf8_normalize(texts.cast(pa.string()).fill_null(""), form="NFKD")  # Parquet may hold large_string
     return pc.utf8_lower(pc.replace_substring_regex(texts, r"\p{Mn}+", ""))
 
 

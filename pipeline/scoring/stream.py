@@ -214,19 +214,24 @@ def stream_tables(sources: list[Source], out: Path, fmt: str, model, options: Re
     seen: dict[str, str] = {}
     scored = 0
     pool = None
-    if workers > 1:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_init_worker, initargs=(model,))
     in_flight: deque = deque()
+
+    def submit(texts: pa.Array):
+        """Score in-process up to the first full batch (starting workers costs seconds), then in the pool."""
+        nonlocal pool
+        if workers > 1 and pool is None and scored + len(in_flight) >= 1:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                       initializer=_init_worker, initargs=(model,))
+        return pool.submit(_worker_proba, texts) if pool else model.predict_proba(texts)
 
     def drain(limit: int) -> None:
         nonlocal scored
         while len(in_flight) > limit:
             batch, result = in_flight.popleft()
-            table = scored_table(model, batch, result.result() if pool else result)
+            table = scored_table(model, batch, result if isinstance(result, dict) else result.result())
             writer.write_arrow(table)
             scored += table.num_rows
 
@@ -242,7 +247,7 @@ def stream_tables(sources: list[Source], out: Path, fmt: str, model, options: Re
                 batch = check_batch(path, *item, options, seen)
                 found += batch.problems
                 texts = batch.columns["text"]
-                in_flight.append((batch, pool.submit(_worker_proba, texts) if pool else model.predict_proba(texts)))
+                in_flight.append((batch, submit(texts)))
                 drain(2 * workers)
             problems += sorted(found, key=lambda p: p.line or 0)  # in file order, as the general runner
         drain(0)
