@@ -4,7 +4,6 @@ paragraph tables streamed batch by batch into Parquet with the general runner's 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -14,7 +13,6 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 
 from pipeline.model import StanceModel
 from pipeline.models.tfidf_features import Analyzer, fit_vocabulary, tfidf_matrix
-from pipeline.scoring.readers import ReadOptions
 from pipeline.scoring.runner import run_local
 from pipeline.segment import segment_text
 from tests.test_scoring import tiny_model

@@ -10,7 +10,6 @@ Rows, columns, checks and messages are those of the general runner.
 from __future__ import annotations
 
 import json
-import time
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
