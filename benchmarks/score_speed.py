@@ -1,15 +1,21 @@
-"""Paragraphs/second of `stance score` vs a Hugging Face `pipeline("text-classification")` baseline.
+"""Scoring speed of every model family against what a user would write with Hugging Face, plus
+segmentation time and peak memory; one JSON object on the last line of stdout.
 
-Same model, same paragraphs, same process. For a transformer StanceModel (one sequence
-classifier per task) the baseline runs `transformers.pipeline("text-classification")` on each
-task's model, as a user would without this tool; our path is `pipeline.scoring.core.score_paragraphs`
-(length-bucketed batches, inference mode, all cores; int8 when the model's families support it and
-agree with fp32 on >= 99% of labels). For a scikit-learn champion there is no HF baseline: it
-reports paragraphs/s (target >= 20,000/s) of the core and of a full end-to-end `stance score` run.
+    python benchmarks/score_speed.py --all                  # every family, tiny models trained here
+    python benchmarks/score_speed.py --all --model-dir finetune=models/finetune
+    python benchmarks/score_speed.py                        # the registered champion only
 
-    python benchmarks/score_speed.py                      # the registered champion
-    python benchmarks/score_speed.py --model models/tfidf_lr
-    python benchmarks/score_speed.py --build-finetune     # fine-tune MiniLM briefly on the seeds, then compare
+Per family (each measured in its own subprocess, so peak RSS is that family's):
+- `ours_per_s`: `StanceModel.predict` in one process (the call every scoring path makes), on distinct
+  paragraphs with the seed corpus' length distribution.
+- `end_to_end_per_s`: `stance score in.parquet --out out.parquet` (read, check, score, write).
+- `hf_per_s` / `ratio_vs_hf`: the baseline a user would write. finetune: `pipeline("text-classification")`
+  per task; embed_lr: `pipeline("feature-extraction")` on the encoder, mean-pooled, then each task's head;
+  setfit: the same per task (each task has its own trained encoder). None for scikit-learn.
+- `label_agreement_vs_fp32`: labels of the variant we score with (int8 when it agrees with fp32 on
+  >= 99% of the seed paragraphs and is faster, else fp32) against fp32 labels, on the benchmark paragraphs.
+- `peak_rss_mb_1m`: peak RSS of a streamed Parquet -> Parquet run over `rows_scored` generated paragraphs
+  (1,000,000 for scikit-learn; a bounded prefix for transformer families on a small CPU, see `rows_scored`).
 """
 
 from __future__ import annotations
@@ -17,6 +23,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
+import subprocess
 import sys
 import tempfile
 import time
@@ -25,39 +33,71 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-from rich.console import Console  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
+TRANSFORMER_FAMILIES = {"embed_lr", "setfit", "finetune"}
+# benchmarked models: name -> (family, overrides of its params.yaml config). Training is brief (the
+# benchmark measures scoring); tfidf_lr_word is the word-n-gram-only variant of the baseline.
+VARIANTS = {"tfidf_lr": ("tfidf_lr", {}), "tfidf_lr_word": ("tfidf_lr", {"char_ngrams": False}),
+            "embed_lr": ("embed_lr", {}), "setfit": ("setfit", {"max_pairs": 64}),
+            "finetune": ("finetune", {"epochs": 1})}
+TRAIN_PARAGRAPHS = 200
+# rows of the memory run: 1M where a 2-core machine scores them in minutes, a bounded prefix elsewhere
+DEFAULT_RSS_ROWS = {"tfidf_lr_word": 1_000_000, "tfidf_lr": 200_000}
+AGREEMENT_PARAGRAPHS = 200  # the fixed real paragraph set (first seed paragraphs) int8 must agree on
 
-from pipeline.config import resolve  # noqa: E402
-from pipeline.schema import load_schema  # noqa: E402
-from pipeline.segment import segment_text  # noqa: E402
 
-console = Console(stderr=True)
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
 
 
 def seed_paragraphs() -> list[str]:
-    folder = resolve("data/raw")
-    if not any(folder.glob("*.txt")):
-        folder = resolve("../shared/seeds")
-    return [p for f in sorted(folder.glob("*.txt")) for a in segment_text(f.read_text(encoding="utf-8"))
-            for p in a.paragraphs]
+    from pipeline.segment import segment_text
+
+    files = sorted((REPO / "data" / "raw").rglob("*.txt"))
+    if not files:
+        raise SystemExit(f"{REPO / 'data' / 'raw'}: no seed corpus; run `dvc pull data/raw.dvc` first")
+    return [p for f in files for a in segment_text(f.read_text(encoding="utf-8")) for p in a.paragraphs]
 
 
-def bench_paragraphs(n: int) -> list[str]:
-    """n distinct paragraphs with the seeds' length distribution (no cache can short-circuit them)."""
+def bench_paragraphs(n: int, tag: str) -> list[str]:
+    """n distinct paragraphs with the seeds' length distribution; `tag` keeps every measurement's
+    texts distinct, so no embedding memo can short-circuit one."""
     base = seed_paragraphs()
-    return [f"{base[i % len(base)]} [{i}]" for i in range(n)]
+    return [f"{base[i % len(base)]} [{tag}{i}]" for i in range(n)]
 
 
-def build_finetune(folder: Path, epochs: int):
+def segmentation_1mb_s() -> float:
+    """Seconds to segment 1 MB of one article's distinct paragraphs (best of 3)."""
+    from pipeline.segment import segment_text
+
+    base = seed_paragraphs()
+    parts, size, i = [], 0, 0
+    while size < 1_000_000:
+        parts.append(f"{base[i % len(base)]} ({i})")
+        size += len(parts[-1]) + 2
+        i += 1
+    text = "\n\n".join(parts)
+    best = float("inf")
+    for _ in range(3):
+        start = time.perf_counter()
+        segment_text(text)
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def train_tiny(name: str, folder: Path) -> Path:
+    from pipeline.config import load_params
     from pipeline.model import StanceModel
+    from pipeline.schema import load_schema
 
     schema = load_schema()
-    texts = seed_paragraphs()
+    texts = seed_paragraphs()[:TRAIN_PARAGRAPHS]
     data = {t: (texts, [schema.labels(t)[i % len(schema.labels(t))] for i in range(len(texts))])
             for t in schema.task_names}
-    console.print(f"fine-tuning MiniLM on {len(texts)} seed paragraphs x {len(schema.task_names)} tasks "
-                  f"({epochs} epoch)")
-    StanceModel.fit(schema, "finetune", {"epochs": epochs}, 0, data).save(folder)
+    family, overrides = VARIANTS[name]
+    hyper = {**load_params().models.get(family, {}), **overrides}
+    log(f"training a tiny {name} model on {len(texts)} seed paragraphs")
+    StanceModel.fit(schema, family, hyper, 0, data).save(folder)
     return folder
 
 
@@ -68,107 +108,217 @@ def timed(fn, texts) -> tuple[float, object]:
 
 
 def ours(model, texts):
-    """The scoring core `stance score` runs per batch (model may be a core.ParallelScorer)."""
-    import pandas as pd
+    """Labels per task from `StanceModel.predict` (what every scoring path calls), in inference mode."""
+    from pipeline.scoring.core import inference_context
 
-    from pipeline.scoring import core
-
-    frame = pd.DataFrame({"id": [str(i) for i in range(len(texts))], "doc_id": [str(i) for i in range(len(texts))],
-                          "article_index": 0, "title": None, "paragraph_index": 0, "text": texts,
-                          "source": None, "date": None, "url": None})
-    return core.score_paragraphs(model, frame)
+    with inference_context():
+        return model.predict(texts)
 
 
-def end_to_end(model, texts) -> float:
-    """A full `stance score` run (JSONL in, Parquet tables + report out) on the same paragraphs."""
+def write_table(path: Path, texts_for, rows: int, chunk: int = 50_000) -> None:
+    """A paragraph Parquet table of `rows` rows, written chunk by chunk."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    writer = None
+    for start in range(0, rows, chunk):
+        count = min(chunk, rows - start)
+        table = pa.table({"id": [f"p{start + i}" for i in range(count)], "text": texts_for(start, count)})
+        writer = writer or pq.ParquetWriter(path, table.schema)
+        writer.write_table(table)
+    writer.close()
+
+
+def end_to_end(model, path: Path, out: Path) -> float:
+    from rich.console import Console
+
     from pipeline.scoring.runner import run_local
 
-    with tempfile.TemporaryDirectory() as tmp:
-        src = Path(tmp) / "in.jsonl"
-        src.write_text("".join(json.dumps({"id": str(i), "text": t}) + "\n" for i, t in enumerate(texts)),
-                       encoding="utf-8")
-        start = time.perf_counter()
-        run_local([str(src)], Path(tmp) / "out", model, "bench", console=Console(stderr=True, quiet=True))
-        return len(texts) / (time.perf_counter() - start)
+    start = time.perf_counter()
+    result = run_local([str(path)], out, model, "bench", console=Console(stderr=True, quiet=True))
+    return result.summary["paragraphs"] / (time.perf_counter() - start)
 
 
-def hf_baseline(model, texts, batch_size: int):
+def hf_labels(model, texts: list[str]) -> dict[str, list[str]]:
+    """What a user would write with transformers for this model's family (see the module docstring)."""
+    import numpy as np
     from transformers import pipeline
 
-    labels = {}
+    out = {}
+    if model.family == "finetune":
+        for task, clf in model.classifiers.items():
+            classify = pipeline("text-classification", model=clf._model, tokenizer=clf._tokenizer, device="cpu",
+                                top_k=None, truncation=True, max_length=clf.params.max_length)
+            results = classify(texts, batch_size=1)
+            index = {f"LABEL_{i}": name for i, name in enumerate(clf.classes)}
+            out[task] = [index.get(best["label"], best["label"]) for best in
+                         (max(scores, key=lambda s: s["score"]) for scores in results)]
+        return out
+
+    def embed(encoder, tokenizer, max_length: int) -> np.ndarray:
+        extract = pipeline("feature-extraction", model=encoder, tokenizer=tokenizer, device="cpu",
+                           tokenize_kwargs={"truncation": True, "max_length": max_length})
+        vectors = [np.asarray(v)[0].mean(axis=0) for v in extract(texts, batch_size=1)]
+        vectors = np.stack(vectors)
+        return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+    if model.family == "embed_lr":
+        first = next(iter(model.classifiers.values()))
+        frozen = first._encoder()
+        shared = embed(frozen.model, frozen.tokenizer, first.params.max_length)
     for task, clf in model.classifiers.items():
-        classify = pipeline("text-classification", model=clf._model, tokenizer=clf._tokenizer, device="cpu",
-                            top_k=None, truncation=True, max_length=clf.params.max_length)
-        out = classify(texts, batch_size=batch_size)
-        labels[task] = [max(scores, key=lambda s: s["score"])["label"] for scores in out]
-    return labels
+        vectors = shared if model.family == "embed_lr" else embed(clf._model, clf._tokenizer, clf.params.max_length)
+        out[task] = [clf.classes[i] for i in clf._head.predict_proba(vectors).argmax(axis=1)]
+    return out
+
+
+def agreement(a: dict[str, list[str]], b: dict[str, list[str]]) -> float:
+    return min(sum(x == y for x, y in zip(a[t], b[t])) / max(len(a[t]), 1) for t in a)
+
+
+def set_quantized(model, on: bool) -> None:
+    for clf in model.classifiers.values():
+        if hasattr(clf, "set_quantized"):
+            clf.set_quantized(on)
+
+
+def measure(family: str, model_dir: Path, n: int, rss_rows: int, work: Path) -> dict:
+    """One family's figures, in this (child) process."""
+    import torch
+
+    from pipeline.model import StanceModel
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    model = StanceModel.load(model_dir)
+    transformer = family in TRANSFORMER_FAMILIES
+    ours(model, bench_paragraphs(32, "warm"))  # lazy imports, first-call allocations
+    figures: dict = {"paragraphs": n}
+    if transformer:
+        set_quantized(model, False)
+        fp32_per_s, fp32 = timed(lambda t: ours(model, t), bench_paragraphs(n, "a"))
+        set_quantized(model, True)
+        int8_per_s, _ = timed(lambda t: ours(model, t), bench_paragraphs(n, "b"))
+        seeds = seed_paragraphs()[:AGREEMENT_PARAGRAPHS]
+        set_quantized(model, False)
+        seed_fp32 = ours(model, seeds)
+        set_quantized(model, True)
+        seed_int8_agreement = agreement(ours(model, seeds), seed_fp32)
+        use_int8 = seed_int8_agreement >= 0.99 and int8_per_s > fp32_per_s
+        set_quantized(model, use_int8)
+        figures.update(fp32_per_s=fp32_per_s, int8_per_s=int8_per_s, int8_agreement_seed=seed_int8_agreement,
+                       uses="int8" if use_int8 else "fp32")
+        # fresh texts: embed_lr's encoder remembers every text it embedded, so "a" would be free now
+        figures["ours_per_s"], _ = timed(lambda t: ours(model, t), bench_paragraphs(n, "d"))
+        figures["label_agreement_vs_fp32"] = agreement(ours(model, bench_paragraphs(n, "a")), fp32)
+        figures["hf_per_s"], hf = timed(lambda t: hf_labels(model, t), bench_paragraphs(n, "c"))
+        set_quantized(model, False)
+        figures["hf_labels_equal_ours_fp32"] = agreement(hf, ours(model, bench_paragraphs(n, "c")))
+        set_quantized(model, use_int8)
+        figures["ratio_vs_hf"] = figures["ours_per_s"] / figures["hf_per_s"]
+    else:
+        figures["ours_per_s"], _ = timed(lambda t: ours(model, t), bench_paragraphs(n, "a"))
+        figures["label_agreement_vs_fp32"] = 1.0  # float64 throughout, no reduced-precision variant
+        figures["ratio_vs_hf"] = None
+    base = seed_paragraphs()
+    rows_texts = (lambda start, count: [f"{base[(start + i) % len(base)]} [e{start + i}]" for i in range(count)])
+    write_table(work / "e2e.parquet", rows_texts, n)
+    figures["end_to_end_per_s"] = end_to_end(model, work / "e2e.parquet", work / "e2e-out.parquet")
+    return figures
+
+
+def peak_rss(family: str, model_dir: Path, rows: int, work: Path) -> dict:
+    """Peak RSS (MB) of a streamed Parquet -> Parquet run over `rows` paragraphs, in this (child) process;
+    worker processes' peaks are added (an upper bound of the total)."""
+    from pipeline.model import StanceModel
+
+    base = seed_paragraphs()
+    path = work / "rss.parquet"
+    write_table(path, lambda start, count: [f"{base[(start + i) % len(base)]} [r{start + i}]" for i in range(count)],
+                rows)
+    model = StanceModel.load(model_dir)
+    per_s = end_to_end(model, path, work / "rss-out.parquet")
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    from pipeline.scoring.core import scoring_workers
+
+    workers = scoring_workers(model, None)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024 * (workers if workers > 1 else 0)
+    return {"peak_rss_mb": own + children, "rows_scored": rows, "per_s": per_s, "workers": workers}
+
+
+def child(args) -> None:
+    work = Path(tempfile.mkdtemp(prefix="score-speed-"))
+    if args.child == "measure":
+        result = measure(args.family, Path(args.model_dir[0]), args.paragraphs, args.rss_rows, work)
+    else:
+        result = peak_rss(args.family, Path(args.model_dir[0]), args.rss_rows, work)
+    print(json.dumps(result))
+
+
+def run_child(kind: str, family: str, model_dir: Path, paragraphs: int, rss_rows: int) -> dict:
+    command = [sys.executable, __file__, "--child", kind, "--family", family, "--model-dir", str(model_dir),
+               "-n", str(paragraphs), "--rss-rows", str(rss_rows)]
+    done = subprocess.run(command, stdout=subprocess.PIPE, text=True, cwd=REPO, env={**os.environ})
+    if done.returncode != 0:
+        return {"error": f"{kind} failed with exit status {done.returncode} (see stderr)"}
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", help="model folder or MLflow URI [default: registered champion]")
-    parser.add_argument("--build-finetune", action="store_true", help="benchmark a briefly fine-tuned MiniLM")
-    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--all", action="store_true", help="every model family (tiny models trained here unless given)")
+    parser.add_argument("--families", help=f"with --all: only these, comma-separated (of {', '.join(VARIANTS)})")
+    parser.add_argument("--model-dir", action="append", default=[], metavar="FAMILY=FOLDER",
+                        help="a trained model folder for a family (repeatable)")
+    parser.add_argument("--model", help="without --all: model folder or MLflow URI [default: registered champion]")
     parser.add_argument("-n", "--paragraphs", type=int, default=None,
-                        help="paragraphs to score [default: 20000 scikit-learn, 1000 transformer]")
+                        help="paragraphs per timing [default: 20000 scikit-learn, 120 transformer]")
+    parser.add_argument("--rss-rows", type=int, default=None,
+                        help="rows of the memory run [default: 1,000,000 word-only TF-IDF, 200,000 TF-IDF with "
+                             "char n-grams, 600 transformer]")
+    parser.add_argument("--child", choices=["measure", "rss"], help=argparse.SUPPRESS)
+    parser.add_argument("--family", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child:
+        child(args)
+        return
 
-    import torch
-
-    from pipeline.tracking import load_champion
-
-    tmp = tempfile.TemporaryDirectory()
-    model_ref = str(build_finetune(Path(tmp.name) / "finetune", args.epochs)) if args.build_finetune else args.model
-    model = load_champion(model_ref)
-    transformer = all(hasattr(c, "_model") and hasattr(c, "set_quantized") for c in model.classifiers.values())
-    n = args.paragraphs or (1000 if transformer else 20000)
-    texts = bench_paragraphs(n)
-    figures = {"model": model_ref or "champion", "family": model.family, "paragraphs": n,
-               "threads": torch.get_num_threads(), "cpus": os.cpu_count()}
-    ours(model, texts[:64])  # warm-up: lazy imports, first-call allocations
-
-    if not transformer:
-        from pipeline.scoring.core import make_scorer
-
-        figures["ours_core_1_process_per_s"], _ = timed(lambda t: ours(model, t), texts)
-        scorer = make_scorer(model, None)
-        ours(scorer, texts[:512])  # start the worker processes outside the timing
-        figures["workers"] = getattr(scorer, "workers", 1)
-        figures["ours_core_per_s"], _ = timed(lambda t: ours(scorer, t), texts)
-        if scorer is not model:
-            scorer.close()
-        figures["ours_end_to_end_per_s"] = end_to_end(model, texts)
-        figures["target_per_s"] = 20000
+    tmp = tempfile.TemporaryDirectory(prefix="score-speed-models-")
+    given = dict(item.split("=", 1) for item in args.model_dir)
+    if args.all:
+        wanted = args.families.split(",") if args.families else list(VARIANTS)
+        folders = {f: Path(given[f]) if f in given else train_tiny(f, Path(tmp.name) / f) for f in wanted}
     else:
-        from pipeline.models import int8_agreement
+        from pipeline.tracking import load_champion
 
-        for clf in model.classifiers.values():
-            clf.set_quantized(False)
-        figures["ours_fp32_per_s"], fp32 = timed(lambda t: ours(model, t), texts)
-        agreement = min(int8_agreement(clf, texts[:500]) for clf in model.classifiers.values())
-        figures["int8_label_agreement"] = agreement
-        for clf in model.classifiers.values():
-            clf.set_quantized(True)
-        figures["ours_int8_per_s"], int8 = timed(lambda t: ours(model, t), texts)
-        use_int8 = agreement >= 0.99
-        figures["ours_per_s"] = figures["ours_int8_per_s" if use_int8 else "ours_fp32_per_s"]
-        figures["ours_uses"] = "int8" if use_int8 else "fp32 (int8 agreement < 99%)"
-        for clf in model.classifiers.values():
-            clf.set_quantized(use_int8)
-        figures["ours_end_to_end_per_s"] = end_to_end(model, texts)
-        for clf in model.classifiers.values():
-            clf.set_quantized(False)
-        figures["hf_pipeline_per_s"], hf = timed(lambda t: hf_baseline(model, t, 1), texts)
-        figures["hf_pipeline_batch32_per_s"], _ = timed(lambda t: hf_baseline(model, t, 32), texts)
-        figures["fp32_labels_equal_hf"] = float(min(
-            (fp32[task] == hf[task]).mean() for task in model.schema.task_names))
-        figures["ratio_vs_hf_pipeline"] = figures["ours_per_s"] / figures["hf_pipeline_per_s"]
-        figures["ratio_vs_hf_pipeline_batch32"] = figures["ours_per_s"] / figures["hf_pipeline_batch32_per_s"]
-        figures["ratio_end_to_end_vs_hf_pipeline"] = figures["ours_end_to_end_per_s"] / figures["hf_pipeline_per_s"]
-    print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in figures.items()}, indent=2))
-    if transformer:
-        print(f"ratio (ours / HF pipeline): {figures['ratio_vs_hf_pipeline']:.2f}x", file=sys.stdout)
+        model = load_champion(args.model)
+        folder = Path(tmp.name) / "model"
+        model.save(folder)
+        folders = {model.family: folder}
+
+    report: dict = {"cpus": os.cpu_count(), "families": {}, "peak_rss_mb_1m": {}, "rows_scored": {}}
+    report["segmentation_1mb_s"] = segmentation_1mb_s()
+    for family, folder in folders.items():
+        transformer = family in TRANSFORMER_FAMILIES
+        n = args.paragraphs or (120 if transformer else 20000)
+        rows = args.rss_rows or DEFAULT_RSS_ROWS.get(family, 600)
+        log(f"{family}: timing on {n} paragraphs")
+        report["families"][family] = run_child("measure", family, folder, n, rows)
+        log(f"{family}: memory over {rows} streamed paragraphs")
+        memory = run_child("rss", family, folder, n, rows)
+        report["peak_rss_mb_1m"][family] = memory.get("peak_rss_mb")
+        report["rows_scored"][family] = memory.get("rows_scored")
+        report["families"][family]["rss_run_per_s"] = memory.get("per_s")
+        log(json.dumps({family: report["families"][family]}))
     tmp.cleanup()
+    print(json.dumps(_rounded(report)))
+
+
+def _rounded(value):
+    if isinstance(value, float):
+        return round(value, 4)
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    return value
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import yaml
 
 from pipeline.calibration import apply_temperature
@@ -87,9 +88,13 @@ class StanceModel:
         }
         return cls(schema, family, classifiers)
 
-    def predict_proba(self, texts: Sequence[str]) -> dict[str, np.ndarray]:
-        """Calibrated class probabilities per task, columns in schema class order."""
-        texts = list(texts)
+    def predict_proba(self, texts: Sequence[str] | pa.Array) -> dict[str, np.ndarray]:
+        """Calibrated class probabilities per task, columns in schema class order. An Arrow string
+        array goes as is to the families that declare `arrow_input` (no Python string per row)."""
+        if all(getattr(clf, "arrow_input", False) for clf in self.classifiers.values()):
+            texts = texts if isinstance(texts, pa.Array) else pa.array(list(texts), pa.string())
+        else:
+            texts = texts.to_pylist() if isinstance(texts, pa.Array) else list(texts)
         return {
             task: apply_temperature(clf.predict_proba(texts), self.temperatures.get(task, 1.0))
             for task, clf in self.classifiers.items()

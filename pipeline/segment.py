@@ -93,35 +93,52 @@ def _words(text: str) -> int:
     return len(text.split())
 
 
+@dataclass
+class _Block:
+    """A block being built from lines: its parts, word count and last character kept as it grows,
+    so joining a long run of lines stays linear in the text's size."""
+    parts: list[str]
+    words: int
+
+    @property
+    def last(self) -> str:
+        return self.parts[-1]
+
+    def text(self) -> str:
+        return " ".join(self.parts)
+
+
 def _lines_to_blocks(text: str) -> list[str | None]:
     """Non-empty lines, with a sentence broken across lines re-joined; None marks a blank line."""
-    blocks: list[str | None] = []
+    blocks: list[_Block | None] = []
     for raw in text.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
         line = re.sub(r"\s+", " ", raw).strip()
         if not line:
             if blocks and blocks[-1] is not None:
                 blocks.append(None)
             continue
+        words = _words(line)
         prev = _last_block_index(blocks)
-        if prev is not None and _continues(blocks[prev], line):
-            blocks[prev] = f"{blocks[prev]} {line}"
+        if prev is not None and _continues(blocks[prev], line, words):
+            blocks[prev].parts.append(line)
+            blocks[prev].words += words
             del blocks[prev + 1:]
         else:
-            blocks.append(line)
-    return blocks
+            blocks.append(_Block([line], words))
+    return [None if b is None else b.text() for b in blocks]
 
 
-def _last_block_index(blocks: list[str | None]) -> int | None:
+def _last_block_index(blocks: list[_Block | None]) -> int | None:
     for i in range(len(blocks) - 1, max(len(blocks) - 3, -1), -1):
         if blocks[i] is not None:
             return i
     return None
 
 
-def _continues(previous: str, line: str) -> bool:
+def _continues(previous: _Block, line: str, line_words: int) -> bool:
     """A line continues the previous one when that stopped mid-sentence and this starts lowercase."""
-    return (_words(previous) >= 3 and previous.endswith((",", ";", "-", "–")) or previous[-1:].islower()) \
-        and line[:1].islower() and _words(previous) + _words(line) >= 8
+    return (previous.words >= 3 and previous.last.endswith((",", ";", "-", "–")) or previous.last[-1:].islower()) \
+        and line[:1].islower() and previous.words + line_words >= 8
 
 
 def _is_title_like(block: str) -> bool:
@@ -198,6 +215,7 @@ def segment_text(text: str, min_words: int = 12, drops: Counter | None = None) -
 
     articles: list[Article] = []
     current: Article | None = None
+    seen: set[str] = set()  # normalised paragraphs of the current article, each normalised once
     after_body = False  # was the last non-heading block a body paragraph?
     after_heading = False  # was the previous block a heading?
     in_trailer = False  # past an end-of-article marker
@@ -212,6 +230,7 @@ def segment_text(text: str, min_words: int = 12, drops: Counter | None = None) -
                 else:
                     current = Article(title=block)
                     articles.append(current)
+                    seen = set()
                 in_trailer = False
             after_heading = True
             continue  # otherwise a section heading inside the current article
@@ -222,8 +241,11 @@ def segment_text(text: str, min_words: int = 12, drops: Counter | None = None) -
             if current is None:
                 current = Article(title="")
                 articles.append(current)
+                seen = set()
             paragraph = _BULLET.sub("", block)
-            if normalise(paragraph) not in {normalise(p) for p in current.paragraphs}:
+            key = normalise(paragraph)
+            if key not in seen:
+                seen.add(key)
                 current.paragraphs.append(paragraph)
             else:
                 drops["duplicate"] += 1

@@ -1,28 +1,39 @@
-"""Baseline: TF-IDF word and character n-grams + class-weighted logistic regression."""
+"""Baseline: TF-IDF word n-grams (optionally character n-grams) + class-weighted logistic regression.
+
+Tokenising, n-gram building and vocabulary lookup run as Arrow compute kernels over a whole batch
+(`pipeline.models.tfidf_features`), not a Python loop per paragraph, and the same code builds the
+features for training and for scoring, so the two cannot drift apart. The saved model is plain
+data: the vocabulary and settings in model.json, idf and coefficients in weights.npz (no pickle).
+"""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Self, Sequence
 
-import joblib
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
-from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import FeatureUnion, make_pipeline
 
 from pipeline.models import predict_from_proba
+from pipeline.models.tfidf_features import Analyzer, fit_vocabulary, tfidf_matrix
+
+MODEL_FILE = "model.json"
+WEIGHTS_FILE = "weights.npz"
 
 
 class TfidfLogReg:
     """Strong, fast, transparent baseline; works from a handful of examples per class."""
 
+    multithreaded = False  # scored in worker processes, one per core
+    arrow_input = True  # predict_proba takes an Arrow string array as well as a list
+
     class Params(BaseModel):
         model_config = ConfigDict(extra="forbid")
         C: float = Field(4.0, gt=0)
         word_ngram_max: int = Field(2, ge=1, le=3)
-        char_ngrams: bool = True
+        char_ngrams: bool = True  # character 3-5-grams inside words: more accurate, slower to score
         min_df: int = Field(1, ge=1)
         max_features: int = Field(50000, ge=100)
 
@@ -30,33 +41,41 @@ class TfidfLogReg:
         self.params = params
         self.classes = list(classes)
         self.seed = seed
-        self._pipeline = None
+        self.analyzers: list[Analyzer] = []
+        self.coef: np.ndarray | None = None  # (classes seen in training, features)
+        self.intercept: np.ndarray | None = None
+        self.seen: list[str] = []  # classes present in the training labels, in the coefficients' order
 
-    def _make_pipeline(self):
-        p = self.params
-        features = [
-            TfidfVectorizer(ngram_range=(1, p.word_ngram_max), min_df=p.min_df, max_features=p.max_features,
-                            sublinear_tf=True, strip_accents="unicode"),
-        ]
-        if p.char_ngrams:
-            features.append(TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5), min_df=p.min_df,
-                                            max_features=p.max_features, sublinear_tf=True))
-        return make_pipeline(
-            FeatureUnion([(f"f{i}", f) for i, f in enumerate(features)]),
-            LogisticRegression(C=p.C, class_weight="balanced", max_iter=2000, random_state=self.seed),
-        )
+    def _analyzers(self) -> list[Analyzer]:
+        kinds = [Analyzer("word", 1, self.params.word_ngram_max)]
+        return kinds + ([Analyzer("char", 3, 5)] if self.params.char_ngrams else [])
 
     def fit(self, texts: Sequence[str], labels: Sequence[str]) -> Self:
-        self._pipeline = self._make_pipeline().fit(list(texts), list(labels))
+        texts = list(texts)
+        self.analyzers = [fit_vocabulary(a, texts, self.params.min_df, self.params.max_features)
+                          for a in self._analyzers()]
+        lr = LogisticRegression(C=self.params.C, class_weight="balanced", max_iter=2000, random_state=self.seed)
+        lr.fit(tfidf_matrix(self.analyzers, texts), list(labels))
+        self.seen = [str(c) for c in lr.classes_]
+        self.coef, self.intercept = lr.coef_, lr.intercept_
         return self
 
-    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+    def decision(self, texts) -> np.ndarray:
+        """Raw linear scores (n, coefficient rows) for a list or an Arrow string array of texts."""
+        return np.asarray(tfidf_matrix(self.analyzers, texts) @ self.coef.T) + self.intercept
+
+    def predict_proba(self, texts) -> np.ndarray:
         """Probabilities in schema class order; a class absent from training gets 0."""
-        seen = list(self._pipeline.classes_)
-        raw = self._pipeline.predict_proba(list(texts))
+        z = self.decision(texts)
+        if len(self.seen) == 2:  # binary logistic regression: one coefficient row for the second class
+            p = 1.0 / (1.0 + np.exp(-z[:, 0]))
+            raw = np.column_stack([1.0 - p, p])
+        else:
+            z = z - z.max(axis=1, keepdims=True)
+            raw = np.exp(z)
+            raw /= raw.sum(axis=1, keepdims=True)
         proba = np.zeros((len(raw), len(self.classes)))
-        for j, name in enumerate(seen):
-            proba[:, self.classes.index(name)] = raw[:, j]
+        proba[:, [self.classes.index(name) for name in self.seen]] = raw
         return proba
 
     def predict(self, texts: Sequence[str]) -> list[str]:
@@ -64,8 +83,18 @@ class TfidfLogReg:
 
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
-        joblib.dump(self, folder / "model.joblib")
+        meta = {"params": self.params.model_dump(), "classes": self.classes, "seed": self.seed, "seen": self.seen,
+                "analyzers": [a.describe() for a in self.analyzers]}
+        (folder / MODEL_FILE).write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
+        arrays = {f"idf_{i}": a.idf for i, a in enumerate(self.analyzers)}
+        np.savez(folder / WEIGHTS_FILE, coef=self.coef, intercept=self.intercept, **arrays)
 
     @classmethod
     def load(cls, folder: Path) -> Self:
-        return joblib.load(folder / "model.joblib")
+        meta = json.loads((folder / MODEL_FILE).read_text(encoding="utf-8"))
+        clf = cls(cls.Params(**meta["params"]), meta["classes"], meta["seed"])
+        with np.load(folder / WEIGHTS_FILE, allow_pickle=False) as weights:
+            clf.coef, clf.intercept = weights["coef"], weights["intercept"]
+            clf.analyzers = [Analyzer.restore(spec, weights[f"idf_{i}"]) for i, spec in enumerate(meta["analyzers"])]
+        clf.seen = meta["seen"]
+        return clf

@@ -119,12 +119,18 @@ class ParallelScorer:
             self._pool.shutdown()
 
 
+def scoring_workers(model, workers: int | None) -> int:
+    """Processes to score with. Default (None): all cores, unless the model's classifiers already use
+    every core in-process (torch families declare `multithreaded = True`)."""
+    if workers is not None:
+        return workers
+    threaded = any(getattr(clf, "multithreaded", False) for clf in model.classifiers.values())
+    return 1 if threaded else (os.cpu_count() or 1)
+
+
 def make_scorer(model, workers: int | None):
-    """The model itself, or a ParallelScorer. Default (None): all cores, unless the model's classifiers
-    already use every core in-process (torch families declare `multithreaded = True`)."""
-    if workers is None:
-        threaded = any(getattr(clf, "multithreaded", False) for clf in model.classifiers.values())
-        workers = 1 if threaded else (os.cpu_count() or 1)
+    """The model itself, or a ParallelScorer over `scoring_workers` processes."""
+    workers = scoring_workers(model, workers)
     return ParallelScorer(model, workers) if workers > 1 else model
 
 

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
                            TimeRemainingColumn)
 
-from pipeline.scoring import core
+from pipeline.scoring import core, stream
 from pipeline.scoring.readers import Document, Problem, ReadOptions, UsageError, count_items, discover, read_sources
 from pipeline.scoring.report import ReportStats, render
 from pipeline.scoring.writers import FORMATS, PartStore, article_writer, paragraph_writer
@@ -81,6 +81,8 @@ def run_local(inputs: list[str], out: Path, model, model_label: str, fmt: str | 
     # through JSON, so tuples compare equal to the lists a resumed run reads back
     settings = json.loads(json.dumps({"model": model_label, "inputs": [s.location for s in sources],
                                       **asdict(options)}))
+    if stream.streamable(sources, layout.single_file, options, resume):
+        return _run_stream(sources, layout, model, model_label, options, workers, console)
     store = PartStore(layout.work, model.schema, settings, resume)
     problems: list[Problem] = []
     started = time.perf_counter()
@@ -143,6 +145,24 @@ def run_local(inputs: list[str], out: Path, model, model_label: str, fmt: str | 
         "skipped": [p.as_dict() for p in problems],
     }
     _assemble(store, layout, model.schema, summary)
+    return RunResult(summary, layout, problems)
+
+
+def _run_stream(sources, layout: Layout, model, model_label: str, options: ReadOptions, workers: int | None,
+                console: Console) -> RunResult:
+    """Paragraph tables into one Parquet file, batch by batch (see pipeline.scoring.stream)."""
+    started = time.perf_counter()
+    with console.status(f"scoring paragraph tables -> {layout.paragraphs}"):
+        scored, problems = stream.stream_tables(sources, layout.paragraphs, layout.fmt, model, options,
+                                                core.scoring_workers(model, workers))
+    elapsed = time.perf_counter() - started
+    summary = {
+        "model": model_label, "model_family": model.family, "model_training": model.provenance,
+        "inputs": [s.location for s in sources], "documents": scored, "paragraphs": scored,
+        "resumed_documents": 0, "scored_paragraphs_this_run": scored, "elapsed_s": round(elapsed, 3),
+        "paragraphs_per_s": round(scored / elapsed, 1) if elapsed else None,
+        "skipped": [p.as_dict() for p in problems],
+    }
     return RunResult(summary, layout, problems)
 
 

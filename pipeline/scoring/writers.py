@@ -138,6 +138,13 @@ class TableWriter:
             else:
                 self._handle.write(json.dumps(self._jsonl_row(row), ensure_ascii=False) + "\n")
 
+    def write_arrow(self, table: pa.Table) -> None:
+        """An Arrow table with this writer's schema (straight to Parquet, through pandas otherwise)."""
+        if self._parquet:
+            self._parquet.write_table(table)
+        else:
+            self.write(table.to_pandas())
+
     def _jsonl_row(self, row: dict) -> dict:
         """Nulls dropped; for paragraphs per task `T` and `T_scores` {class: p}."""
         if not self.scores_as_dicts:
