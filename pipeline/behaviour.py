@@ -379,12 +379,20 @@ def measure(model_dir: Path, params, schema: LabelSchema) -> dict[str, Any]:
     return {"model": Path(model_dir).as_posix(), "family": model.family, **run(model, suites, texts, params.seed)}
 
 
-def champion_dir(root: Path) -> Path:
-    """models/<family> of the champion recorded by `stance register` in metrics/champion.json."""
-    path = root / "metrics" / "champion.json"
+def champion_dir(params) -> Path:
+    """models/<family> of the champion recorded by `stance register` (registry.champion)."""
+    path = resolve(params.registry.champion)
     if not path.exists():
         raise ConfigError(f"{path}: no champion recorded yet (run `stance register`, or pass --model)")
-    return root / "models" / json.loads(path.read_text(encoding="utf-8"))["champion_family"]
+    return resolve(params.train.model_dir(json.loads(path.read_text(encoding="utf-8"))["champion_family"]))
+
+
+def run_stage(model: Path | None, params, schema: LabelSchema) -> tuple[dict[str, Any], Path]:
+    """`stance behaviour`: the suites on `model` (default: the champion's folder), written to metrics/."""
+    report = measure(model or champion_dir(params), params, schema)
+    path = resolve(params.train.metrics_dir).parent / REPORT_FILE
+    write_report(report, path)
+    return report, path
 
 
 def for_card(root: Path, family: str, params, schema: LabelSchema) -> dict[str, Any] | None:
@@ -398,7 +406,7 @@ def for_card(root: Path, family: str, params, schema: LabelSchema) -> dict[str, 
         report = measure(folder, params, schema)
         report["model"] = folder.relative_to(root).as_posix()
         return report
-    saved = root / "metrics" / REPORT_FILE
+    saved = resolve(params.train.metrics_dir).parent / REPORT_FILE
     if saved.exists():
         report = json.loads(saved.read_text(encoding="utf-8"))
         return report if report.get("family") == family else None

@@ -88,7 +88,6 @@ def train(
 @app.command()
 def register() -> None:
     """Register the best trained family; move the champion alias only if it beats the current one."""
-    from pipeline import behaviour as behaviour_stage
     from pipeline import register as register_stage
 
     try:
@@ -109,15 +108,14 @@ def behaviour(
     from pipeline import behaviour as behaviour_stage
     from pipeline.schema import load_schema
 
-    params = load_params()
-    root = resolve(".")
     try:
-        report = behaviour_stage.measure(model or behaviour_stage.champion_dir(root), params, load_schema())
+        report, path = behaviour_stage.run_stage(model, load_params(), load_schema())
     except ConfigError as err:
         _fail(err)
-    behaviour_stage.write_report(report, root / "metrics" / behaviour_stage.REPORT_FILE)
-    Console().print(behaviour_stage.rich_table(report))
-    console.print(f"-> metrics/{behaviour_stage.REPORT_FILE}")
+    from rich.console import Console
+
+    Console().print(behaviour_stage.rich_table(report))  # the report itself goes to stdout
+    console.print(f"-> {path}")
 
 
 # --- sub-commands owned by other modules register here (one line each) ---

@@ -35,7 +35,7 @@ class StancePyfunc(mlflow.pyfunc.PythonModel):
 
 def stance_model_folder(downloaded_model: Path) -> Path:
     """Where the StanceModel folder sits inside a downloaded pyfunc model."""
-    matches = sorted(downloaded_model.glob(f"artifacts/**/stance_model.json"))
+    matches = sorted(downloaded_model.glob("artifacts/**/stance_model.json"))
     if not matches:
         raise FileNotFoundError(f"{downloaded_model}: not a stance pyfunc model (no stance_model.json inside)")
     return matches[0].parent
