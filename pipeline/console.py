@@ -44,6 +44,9 @@ def configure(verbose: bool = False) -> None:
     so a filter set here could be overridden; the logger level cannot."""
     logging.captureWarnings(True)
     if verbose:
+        for key, value in QUIET_ENV.items():  # a quiet parent (another `stance` run) must not mute -v
+            if os.environ.get(key) == value:
+                del os.environ[key]
         logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                             format="%(levelname)s %(name)s: %(message)s")
         for name in LIBRARY_LOGGERS:

@@ -109,11 +109,14 @@ def trained_project(tmp_path_factory) -> Path:
     params["families"] = ["tfidf_lr"]
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     _copy_inputs(root)
+    saved = dict(os.environ)  # set up before any test's own_environment: undo what the commands set here
     with pytest.MonkeyPatch.context() as mp:
         _use_project(mp, root)
         for command in (["ingest"], ["dataset"], ["train", "--family", "tfidf_lr"], ["register"]):
             _stance(*command)
     forget_mlflow_store()
+    os.environ.clear()
+    os.environ.update(saved)
     return root
 
 

@@ -60,7 +60,7 @@ def test_headline_is_measured_on_real_text_with_transfer_and_learning_curve(trai
         assert curve["train_labels"].is_monotonic_increasing and len(curve) == 2
     card = (trained / "MODEL_CARD.md").read_text()
     assert "transfer macro-F1" in card and "Learning curve" in card and "> **Warning:**" in card
-    assert "## Behavioural tests" in card and "| directional | negation |" in card
+    assert "## Behavioural tests" in card and "| DIR |" in card and "| INV |" in card
     provenance = json.loads((trained / "models" / "tfidf_lr" / "stance_model.json").read_text())["provenance"]
     assert provenance["paragraphs_by_origin"]["authored"] > provenance["paragraphs_by_origin"]["scraped"]
 
