@@ -18,9 +18,12 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 from pipeline.segment import html_to_text, segment_text
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 TEXT_SUFFIXES = {".txt", ".md"}
 HTML_SUFFIXES = {".html", ".htm"}
@@ -465,7 +468,8 @@ def csv_records(lines: Iterator[tuple[int, str]]) -> Iterator[tuple[int, list[st
         yield consumed[0][0], fields, None
 
 
-def _read_parquet(path: Path, options: ReadOptions, seen: dict) -> Iterator[Document | Problem]:
+def parquet_batches(path: Path, options: ReadOptions, batch_size: int) -> Iterator[pa.RecordBatch | Problem]:
+    """Record batches of the columns scoring reads, or one Problem for an unreadable file or missing columns."""
     import pyarrow.parquet as pq
 
     try:
@@ -480,8 +484,15 @@ def _read_parquet(path: Path, options: ReadOptions, seen: dict) -> Iterator[Docu
         return
     wanted = [c for c in dict.fromkeys((options.id_col, options.text_col, options.source_col,
                                         options.date_col, options.url_col, options.task_col)) if c in names]
+    yield from parquet.iter_batches(batch_size=batch_size, columns=wanted)
+
+
+def _read_parquet(path: Path, options: ReadOptions, seen: dict) -> Iterator[Document | Problem]:
     number = 0
-    for batch in parquet.iter_batches(batch_size=8192, columns=wanted):
+    for batch in parquet_batches(path, options, batch_size=8192):
+        if isinstance(batch, Problem):
+            yield batch
+            return
         for row in batch.to_pylist():
             number += 1
             yield _row_document(path, number, row, options, seen)

@@ -18,10 +18,9 @@ from typing import Iterator
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from pipeline.scoring.core import TASKS_COLUMN, paragraph_columns, proba_column
-from pipeline.scoring.readers import Problem, ReadOptions, Source, _decode, row_tasks, text_or_none
+from pipeline.scoring.readers import Problem, ReadOptions, Source, _decode, parquet_batches, row_tasks, text_or_none
 from pipeline.scoring.writers import arrow_schema, paragraph_writer
 
 STREAMABLE_SUFFIXES = {".parquet", ".jsonl"}
@@ -50,20 +49,11 @@ def _as_text(column: pa.Array | None, length: int) -> pa.Array:
 
 
 def _read_parquet(path: Path, options: ReadOptions) -> Iterator[tuple[pa.Table, np.ndarray] | Problem]:
-    try:
-        parquet = pq.ParquetFile(path)
-    except Exception as err:  # pyarrow raises several types for a file that is not Parquet
-        yield Problem(str(path), f"not a readable Parquet file: {err}")
-        return
-    names = parquet.schema_arrow.names
-    missing = [c for c in (options.id_col, options.text_col) if c not in names]
-    if missing:
-        yield Problem(str(path), f"missing column(s) {', '.join(map(repr, missing))} (columns: {', '.join(names)})")
-        return
-    wanted = [c for c in dict.fromkeys((options.id_col, options.text_col, options.source_col,
-                                        options.date_col, options.url_col, options.task_col)) if c in names]
     number = 0
-    for batch in parquet.iter_batches(batch_size=BATCH_ROWS, columns=wanted):
+    for batch in parquet_batches(path, options, batch_size=BATCH_ROWS):
+        if isinstance(batch, Problem):
+            yield batch
+            return
         yield pa.Table.from_batches([batch]), np.arange(number + 1, number + 1 + batch.num_rows)
         number += batch.num_rows
 
