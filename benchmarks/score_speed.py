@@ -12,8 +12,10 @@ Per family (each measured in its own subprocess, so peak RSS is that family's):
 - `hf_per_s` / `ratio_vs_hf`: the baseline a user would write. finetune: `pipeline("text-classification")`
   per task; embed_lr: `pipeline("feature-extraction")` on the encoder, mean-pooled, then each task's head;
   setfit: the same per task (each task has its own trained encoder). None for scikit-learn.
-- `label_agreement_vs_fp32`: labels of the variant we score with (int8 when it agrees with fp32 on
-  >= 99% of the seed paragraphs and is faster, else fp32) against fp32 labels, on the benchmark paragraphs.
+- `label_agreement_vs_fp32`: labels at the precision we score with against fp32 labels, on the benchmark
+  paragraphs. The precision is chosen as training chooses it (pipeline/precision.py): the fastest of
+  fp32/bf16/int8 whose labels agree with fp32 on >= 99% of a fixed real paragraph set (the first seed
+  paragraphs); `precision` holds the choice, each candidate's speed and agreement.
 - `peak_rss_mb_1m`: peak RSS of a streamed Parquet -> Parquet run over `rows_scored` generated paragraphs
   (1,000,000 for scikit-learn; a bounded prefix for transformer families on a small CPU, see `rows_scored`).
 """
@@ -43,7 +45,7 @@ VARIANTS = {"tfidf_lr": ("tfidf_lr", {}), "tfidf_lr_word": ("tfidf_lr", {"char_n
 TRAIN_PARAGRAPHS = 200
 # rows of the memory run: 1M where a 2-core machine scores them in minutes, a bounded prefix elsewhere
 DEFAULT_RSS_ROWS = {"tfidf_lr_word": 1_000_000, "tfidf_lr": 200_000}
-AGREEMENT_PARAGRAPHS = 200  # the fixed real paragraph set (first seed paragraphs) int8 must agree on
+AGREEMENT_PARAGRAPHS = 200  # the fixed real paragraph set (first seed paragraphs) a precision must agree on
 
 
 def log(message: str) -> None:
@@ -176,12 +178,6 @@ def agreement(a: dict[str, list[str]], b: dict[str, list[str]]) -> float:
     return min(sum(x == y for x, y in zip(a[t], b[t])) / max(len(a[t]), 1) for t in a)
 
 
-def set_quantized(model, on: bool) -> None:
-    for clf in model.classifiers.values():
-        if hasattr(clf, "set_quantized"):
-            clf.set_quantized(on)
-
-
 def measure(family: str, model_dir: Path, n: int, rss_rows: int, work: Path) -> dict:
     """One family's figures, in this (child) process."""
     import torch
@@ -194,26 +190,18 @@ def measure(family: str, model_dir: Path, n: int, rss_rows: int, work: Path) -> 
     ours(model, bench_paragraphs(32, "warm"))  # lazy imports, first-call allocations
     figures: dict = {"paragraphs": n}
     if transformer:
-        set_quantized(model, False)
-        fp32_per_s, fp32 = timed(lambda t: ours(model, t), bench_paragraphs(n, "a"))
-        set_quantized(model, True)
-        int8_per_s, _ = timed(lambda t: ours(model, t), bench_paragraphs(n, "b"))
-        seeds = seed_paragraphs()[:AGREEMENT_PARAGRAPHS]
-        set_quantized(model, False)
-        seed_fp32 = ours(model, seeds)
-        set_quantized(model, True)
-        seed_int8_agreement = agreement(ours(model, seeds), seed_fp32)
-        use_int8 = seed_int8_agreement >= 0.99 and int8_per_s > fp32_per_s
-        set_quantized(model, use_int8)
-        figures.update(fp32_per_s=fp32_per_s, int8_per_s=int8_per_s, int8_agreement_seed=seed_int8_agreement,
-                       uses="int8" if use_int8 else "fp32")
+        from pipeline.precision import choose_precision
+
+        choice = choose_precision(model, seed_paragraphs()[:AGREEMENT_PARAGRAPHS], "auto")
+        figures["precision"] = choice
+        model.set_precision("fp32")
+        _, fp32 = timed(lambda t: ours(model, t), bench_paragraphs(n, "a"))
+        figures["hf_per_s"], hf = timed(lambda t: hf_labels(model, t), bench_paragraphs(n, "c"))
+        figures["hf_labels_equal_ours_fp32"] = agreement(hf, ours(model, bench_paragraphs(n, "c")))
+        model.set_precision(choice["precision"])
         # fresh texts: embed_lr's encoder remembers every text it embedded, so "a" would be free now
         figures["ours_per_s"], _ = timed(lambda t: ours(model, t), bench_paragraphs(n, "d"))
         figures["label_agreement_vs_fp32"] = agreement(ours(model, bench_paragraphs(n, "a")), fp32)
-        figures["hf_per_s"], hf = timed(lambda t: hf_labels(model, t), bench_paragraphs(n, "c"))
-        set_quantized(model, False)
-        figures["hf_labels_equal_ours_fp32"] = agreement(hf, ours(model, bench_paragraphs(n, "c")))
-        set_quantized(model, use_int8)
         figures["ratio_vs_hf"] = figures["ours_per_s"] / figures["hf_per_s"]
     else:
         figures["ours_per_s"], _ = timed(lambda t: ours(model, t), bench_paragraphs(n, "a"))
@@ -236,6 +224,10 @@ def peak_rss(family: str, model_dir: Path, rows: int, work: Path) -> dict:
     write_table(path, lambda start, count: [f"{base[(start + i) % len(base)]} [r{start + i}]" for i in range(count)],
                 rows)
     model = StanceModel.load(model_dir)
+    if family in TRANSFORMER_FAMILIES:
+        from pipeline.precision import choose_precision
+
+        choose_precision(model, seed_paragraphs()[:AGREEMENT_PARAGRAPHS], "auto")
     per_s = end_to_end(model, path, work / "rss-out.parquet")
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     from pipeline.scoring.core import scoring_workers

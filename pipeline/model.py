@@ -77,6 +77,7 @@ class StanceModel:
         self.classifiers = classifiers
         self.temperatures = temperatures or {task: 1.0 for task in classifiers}
         self.provenance = provenance or {}  # what it was trained on (paragraphs by origin, labels by task)
+        self.inference: dict[str, Any] = {}  # the scoring precision and its agreement with fp32 (pipeline/precision.py)
 
     @classmethod
     def fit(cls, schema: LabelSchema, family: str, hyperparams: dict[str, Any], seed: int,
@@ -99,6 +100,11 @@ class StanceModel:
             task: apply_temperature(clf.predict_proba(texts), self.temperatures.get(task, 1.0))
             for task, clf in self.classifiers.items()
         }
+
+    def set_precision(self, precision: str) -> None:
+        """Score every task at `precision` (one of each classifier's `precisions`)."""
+        for clf in self.classifiers.values():
+            clf.set_precision(precision)
 
     def predict(self, texts: Sequence[str]) -> dict[str, list[str]]:
         return {
@@ -126,7 +132,7 @@ class StanceModel:
         for task, clf in self.classifiers.items():
             clf.save(folder / "tasks" / task)
         meta = {"family": self.family, "tasks": list(self.classifiers), "temperatures": self.temperatures,
-                "provenance": self.provenance, "files": file_manifest(folder)}
+                "provenance": self.provenance, "inference": self.inference, "files": file_manifest(folder)}
         (folder / MANIFEST_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
 
     @classmethod
@@ -142,4 +148,6 @@ class StanceModel:
         schema = LabelSchema.model_validate(yaml.safe_load((folder / "schema.yaml").read_text(encoding="utf-8")))
         family = family_class(meta["family"])
         classifiers = {task: family.load(folder / "tasks" / task) for task in meta["tasks"]}
-        return cls(schema, meta["family"], classifiers, meta["temperatures"], meta.get("provenance"))
+        model = cls(schema, meta["family"], classifiers, meta["temperatures"], meta.get("provenance"))
+        model.inference = meta.get("inference") or {}
+        return model

@@ -241,8 +241,7 @@ def model_card(decision: dict[str, Any], candidates: dict[str, dict[str, Any]], 
                 lines.append(f"| {family} | {task} | " + " | ".join(f"{p['macro_f1']:.3f}"
                                                                    for p in m[task]["learning_curve"]) + " |")
         lines.append("")
-    int8 = "; ".join(f"{f}: " + ", ".join(f"{t} {a:.1%}" for t, a in m["int8_agreement"].items())
-                     for f, m in candidates.items() if m.get("int8_agreement"))
+    lines += precision_section(candidates)
     lines += card_section(behaviour) if behaviour else []
     lines += [
         "## Intended use and limits",
@@ -253,10 +252,28 @@ def model_card(decision: dict[str, Any], candidates: dict[str, dict[str, Any]], 
         "little test support (warnings above) is unreliable.",
         "- Most training text was written by the team in the voices of many outlets (see data/DATASET_CARD.md); "
         "outlets, years and topics beyond them are out of distribution.",
-        f"- int8 scoring (kept only at >= 99% label agreement with fp32): {int8 or 'no family asked for it'}.",
         "",
     ]
     return "\n".join(lines)
+
+
+def precision_section(candidates: dict[str, dict]) -> list[str]:
+    """How each transformer family scores: the precision chosen at training and its label agreement
+    with fp32 on real paragraphs (pipeline/precision.py); scikit-learn families have no variants."""
+    chosen = {f: m["inference"] for f, m in candidates.items() if m.get("inference")}
+    if not chosen:
+        return []
+    tried = list(dict.fromkeys(p for info in chosen.values() for p in info["agreement"]))
+    lines = ["## Scoring precision", "",
+             "Each family scores at the fastest precision whose labels agree with fp32 on at least "
+             f"{next(iter(chosen.values()))['min_agreement']:.0%} of the real paragraphs, in every task (the lowest "
+             "task's share is shown; - = not tried). Cross-validation always runs at fp32.", "",
+             "| model | scores at | real paragraphs | " + " | ".join(f"agreement {p}" for p in tried) + " |",
+             "|---|---|---|" + "---|" * len(tried)]
+    for family, info in chosen.items():
+        shares = [f"{info['agreement'][p]:.1%}" if p in info["agreement"] else "-" for p in tried]
+        lines.append(f"| {family} | {info['precision']} | {info['paragraphs']} | " + " | ".join(shares) + " |")
+    return lines + [""]
 
 
 def write_outputs(decision: dict[str, Any], card: str, champion_json: Path, card_path: Path) -> None:

@@ -20,8 +20,9 @@ from pipeline.config import OUT_OF_FOLD_FILE, ConfigError, Params, load_params, 
 from pipeline.evaluate import (confusion_rows, cross_validate, headline, learning_curve, n_folds, out_of_fold_frame,
                                summarize, transfer)
 from pipeline.ingest import origins
+from pipeline.precision import choose_precision
 from pipeline.model import StanceModel
-from pipeline.models import build_classifier, settle_quantization
+from pipeline.models import build_classifier
 from pipeline.schema import LabelSchema
 
 
@@ -36,6 +37,7 @@ class TrainResult:
 
 
 SPEED_SAMPLE = 200  # paragraphs scored to measure speed for the model card
+PRECISION_SAMPLE = 300  # real paragraphs on which a reduced scoring precision must agree with fp32
 
 
 def distinct_texts(texts: list[str], n: int) -> list[str]:
@@ -155,7 +157,12 @@ def evaluate_and_fit(frame: pd.DataFrame, schema: LabelSchema, family: str, para
     model.provenance = training_provenance(frame, schema)
 
     texts = frame["text"].tolist()
-    int8 = settle_quantization(model.classifiers, texts)
+    real = frame.loc[testable_rows(frame, e.test_on), "text"].tolist()[:PRECISION_SAMPLE]
+    chosen = choose_precision(model, real, hyperparams.get("precision", "auto"))
+    if chosen:
+        speeds = chosen.pop("per_s")  # timings vary run to run: MLflow only, not the model or DVC metrics
+        timings.update({f"score_paragraphs_per_second_{p}": v for p, v in speeds.items()})
+        model.inference = metrics["inference"] = chosen
     timing_texts = distinct_texts(texts, SPEED_SAMPLE)
     start = time.perf_counter()
     model.predict_proba(timing_texts)
@@ -170,8 +177,6 @@ def evaluate_and_fit(frame: pd.DataFrame, schema: LabelSchema, family: str, para
     metrics["evaluation_notes"] = notes
     timings = {k: round(v, 2) for k, v in timings.items()}
     timings["score_paragraphs_per_second"] = round(len(timing_texts) / max(score_seconds, 1e-9), 1)
-    if int8:
-        metrics["int8_agreement"] = int8
     empty = pd.DataFrame(columns=["paragraph_id", "source", "task", "gold", "predicted", "confidence", "scores",
                                   "text"])
     return TrainResult(model=model, metrics=metrics, timings=timings, confusion=confusion, learning_curves=curves,

@@ -2,7 +2,7 @@
 
 Real packaged MiniLM weights, real training steps, a handful of short paragraphs: what
 matters is the contract (schema class order, probabilities, determinism, save/load,
-int8 kept only when it agrees with fp32, pyfunc parity), not accuracy.
+a reduced scoring precision kept only when it agrees with fp32, pyfunc parity), not accuracy.
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ import pandas as pd
 import pytest
 
 from pipeline.model import StanceModel
-from pipeline.models import build_classifier, settle_quantization
+from pipeline.models import build_classifier
+from pipeline.precision import MIN_AGREEMENT, candidates, choose_precision
 from pipeline.schema import load_schema
 
 pytestmark = pytest.mark.slow  # trains or serves real models, or runs the pipeline end to end
@@ -72,14 +73,31 @@ def test_class_absent_from_training_is_never_predicted():
     assert np.all(proba[:, CLASSES.index("none")] == 0)
 
 
-def test_int8_is_kept_only_where_labels_agree_with_fp32():
-    params = dict(TINY["finetune"], quantize=True)
-    clf = build_classifier("finetune", params, CLASSES, seed=7).fit(TEXTS, LABELS)
-    agreement = settle_quantization({"partnership": clf}, TEXTS)
-    assert 0.0 <= agreement["partnership"] <= 1.0
-    assert clf.params.quantize == (agreement["partnership"] >= 0.99)
-    fp32_only = build_classifier("finetune", TINY["finetune"], CLASSES, seed=7)
-    assert settle_quantization({"partnership": fp32_only}, TEXTS) == {}
+def test_scoring_precision_is_the_fastest_that_agrees_with_fp32(tmp_path):
+    schema = load_schema()
+    data = {task: (TEXTS, [schema.labels(task)[i % 3] for i in range(len(TEXTS))]) for task in schema.task_names}
+    model = StanceModel.fit(schema, "finetune", TINY["finetune"], 7, data)
+    fp32 = model.predict(TEXTS)
+    chosen = choose_precision(model, TEXTS, "auto")
+    assert list(chosen["agreement"]) == ["fp32", "bf16", "int8"] and chosen["agreement"]["fp32"] == 1.0
+    agreeing = [p for p, share in chosen["agreement"].items() if share >= MIN_AGREEMENT]
+    assert chosen["precision"] == max(agreeing, key=chosen["per_s"].get)
+    # the model now scores at that precision, and keeps it through save and load
+    model.inference = {k: v for k, v in chosen.items() if k != "per_s"}
+    model.save(tmp_path / "m")
+    loaded = StanceModel.load(tmp_path / "m")
+    assert {clf.precision for clf in loaded.classifiers.values()} == {chosen["precision"]}
+    assert loaded.inference["precision"] == chosen["precision"]
+    agreement = min(np.mean([a == b for a, b in zip(loaded.predict(TEXTS)[t], fp32[t])]) for t in fp32)
+    assert agreement >= MIN_AGREEMENT
+
+
+def test_precision_candidates_follow_the_setting():
+    offered = ("fp32", "bf16", "int8")
+    assert candidates("auto", offered) == ["fp32", "bf16", "int8"]
+    assert candidates("int8", offered) == ["fp32", "int8"]
+    assert candidates("fp32", offered) == ["fp32"]
+    assert candidates("auto", ()) == []
 
 
 def test_unknown_hyperparameter_is_a_config_error():

@@ -109,7 +109,7 @@ class FastModel:
 
         setup_torch(self.seed)
         folder = encoder_dir(self.params.encoder)
-        encoder = frozen_encoder(folder, encoder_fingerprint(folder), self.params.quantize)
+        encoder = frozen_encoder(folder, encoder_fingerprint(folder))
         return encoder.embed(texts, self.params.max_length, self.params.batch_size, persist=True)
 
     def fit_predict(self, X: np.ndarray, rows: dict[str, list[tuple[int, str]]],

@@ -34,6 +34,7 @@ FAMILIES: dict[str, str] = {
 
 class TextClassifier(Protocol):
     classes: list[str]
+    precisions: tuple[str, ...]  # inference precisions it can score at, fp32 first; () = only its own
 
     def fit(self, texts: Sequence[str], labels: Sequence[str]) -> Self: ...
 
@@ -59,35 +60,6 @@ def build_classifier(family: str, hyperparams: dict[str, Any], classes: list[str
     cls = family_class(family)
     params = validate_section(cls.Params, hyperparams, f"models.{family}")
     return cls(params=params, classes=classes, seed=seed)
-
-
-INT8_MIN_AGREEMENT = 0.99
-
-
-def int8_agreement(clf, texts: Sequence[str]) -> float:
-    """Share of texts whose label is the same with fp32 and int8 inference, for a classifier with
-    `set_quantized` (the transformer families). The setting it had is restored."""
-    texts = list(texts)
-    was = clf.params.quantize
-    try:
-        clf.set_quantized(False)
-        fp32 = clf.predict(texts)
-        clf.set_quantized(True)
-        int8 = clf.predict(texts)
-    finally:
-        clf.set_quantized(was)
-    return float(np.mean([a == b for a, b in zip(fp32, int8)])) if texts else 1.0
-
-
-def settle_quantization(classifiers: dict[str, TextClassifier], texts: Sequence[str]) -> dict[str, float]:
-    """Keep int8 scoring only for the tasks whose labels agree with fp32 on >= 99% of `texts`;
-    returns the agreement per task that asked for int8."""
-    agreement = {}
-    for task, clf in classifiers.items():
-        if getattr(getattr(clf, "params", None), "quantize", False):
-            agreement[task] = round(int8_agreement(clf, texts), 4)
-            clf.set_quantized(agreement[task] >= INT8_MIN_AGREEMENT)
-    return agreement
 
 
 def predict_from_proba(proba: np.ndarray, classes: list[str]) -> list[str]:

@@ -12,7 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from sklearn.linear_model import LogisticRegression
 
 from pipeline.models import predict_from_proba
-from pipeline.models.encoder import FrozenEncoder, encoder_fingerprint, frozen_encoder, setup_torch
+from pipeline.models.encoder import (PRECISIONS, FrozenEncoder, PrecisionSetting, encoder_fingerprint, frozen_encoder,
+                                     precision_field, setup_torch)
 from pipeline.models.weights import ENCODERS, encoder_dir
 
 
@@ -82,6 +83,7 @@ class EmbedLogReg:
     """A packaged sentence encoder (params: `encoder`) as a frozen feature extractor, a logistic regression on top."""
 
     multithreaded = True  # torch inference uses every core; scoring needs no worker processes
+    precisions = PRECISIONS
 
     class Params(BaseModel):
         model_config = ConfigDict(extra="forbid")
@@ -89,12 +91,13 @@ class EmbedLogReg:
         C: float = Field(2.0, gt=0, description="inverse L2 strength of the logistic regression")
         max_length: int = Field(256, ge=8, le=512, description="tokens per paragraph; the rest is cut")
         batch_size: int = Field(32, ge=1)
-        quantize: bool = Field(False, description="dynamic int8 encoder for CPU scoring")
+        precision: PrecisionSetting = precision_field()
 
     def __init__(self, params: "EmbedLogReg.Params", classes: list[str], seed: int = 0):
         self.params = params
         self.classes = list(classes)
         self.seed = seed
+        self.precision = "fp32"  # of the encoder at scoring; fitting and cross-validation always use fp32
         self._encoder_dir: Path | None = None  # None: the packaged weights
         self._encoder_key: str | None = None
         self._head: LogRegHead | None = None
@@ -102,14 +105,15 @@ class EmbedLogReg:
     def _encoder(self) -> FrozenEncoder:
         if self._encoder_dir is None:
             folder = encoder_dir(self.params.encoder)
-            return frozen_encoder(folder, encoder_fingerprint(folder), self.params.quantize)
-        return frozen_encoder(self._encoder_dir, self._encoder_key, self.params.quantize)
+            return frozen_encoder(folder, encoder_fingerprint(folder), self.precision)
+        return frozen_encoder(self._encoder_dir, self._encoder_key, self.precision)
 
     def _embed(self, texts: Sequence[str], persist: bool = False) -> np.ndarray:
         return self._encoder().embed(texts, self.params.max_length, self.params.batch_size, persist)
 
     def fit(self, texts: Sequence[str], labels: Sequence[str]) -> Self:
         setup_torch(self.seed)
+        self.precision = "fp32"
         self._head = LogRegHead(self.classes, self.params.C, self.seed).fit(self._embed(texts, persist=True), labels)
         return self
 
@@ -119,8 +123,10 @@ class EmbedLogReg:
     def predict(self, texts: Sequence[str]) -> list[str]:
         return predict_from_proba(self.predict_proba(texts), self.classes)
 
-    def set_quantized(self, on: bool) -> None:
-        self.params.quantize = on
+    def set_precision(self, precision: str) -> None:
+        if precision not in PRECISIONS:
+            raise ValueError(f"unknown inference precision '{precision}' (known: {', '.join(PRECISIONS)})")
+        self.precision = precision
 
     def save(self, folder: Path) -> None:
         """Head, settings and a copy of the encoder, so the folder scores with no package installed.
@@ -136,7 +142,7 @@ class EmbedLogReg:
             encoder.save(shared)
         self._head.save(folder / "head.json")
         meta = {"classes": self.classes, "seed": self.seed, "params": self.params.model_dump(),
-                "encoder_key": key, "encoder_dir": os.path.relpath(shared, folder)}
+                "precision": self.precision, "encoder_key": key, "encoder_dir": os.path.relpath(shared, folder)}
         (folder / "embed_lr.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
 
     @classmethod
@@ -144,6 +150,7 @@ class EmbedLogReg:
         folder = Path(folder)
         meta = json.loads((folder / "embed_lr.json").read_text(encoding="utf-8"))
         clf = cls(cls.Params(**meta["params"]), meta["classes"], meta["seed"])
+        clf.set_precision(meta["precision"])
         encoder = (folder / meta["encoder_dir"]).resolve()
         if not encoder.is_relative_to(folder.resolve().parent.parent):  # only the model's own encoders/ folder
             raise ValueError(f"{folder}: encoder_dir points outside the model folder")

@@ -13,10 +13,11 @@ import os
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Literal, Sequence
 
 import numpy as np
 import torch
+from pydantic import Field
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.masking_utils import create_bidirectional_mask
@@ -32,9 +33,14 @@ def device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity, which containers and `taskset` narrow)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def setup_torch(seed: int) -> None:
     """Use every core, and seed every torch generator a fit touches (dropout, head init)."""
-    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_num_threads(usable_cores())
     torch.manual_seed(seed)
     if torch.cuda.is_available():
         torch.cuda.manual_seed_all(seed)
@@ -69,6 +75,8 @@ def length_batches(texts: Sequence[str], batch_size: int) -> list[list[int]]:
 
 
 def mean_pool(last_hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Mean over real tokens, L2-normalised; summed in float32 whatever precision the encoder ran in."""
+    last_hidden = last_hidden.float()
     mask = attention_mask.unsqueeze(-1).to(last_hidden.dtype)
     pooled = (last_hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
     return torch.nn.functional.normalize(pooled, p=2, dim=1)
@@ -97,17 +105,33 @@ def sentence_embeddings(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBa
     return out
 
 
-def quantize_int8(model: torch.nn.Module) -> torch.nn.Module:
-    """A copy with dynamic int8 Linear layers, for CPU inference (the fp32 model is left untouched)."""
+# Inference precisions of the transformer families, tried in this order by pipeline/precision.py:
+# fp32 is the reference every other one must agree with; bf16 runs on CPUs with bfloat16 units
+# (AVX512-BF16, AMX); int8 is torch's dynamic quantization of the Linear layers.
+PRECISIONS = ("fp32", "bf16", "int8")
+PrecisionSetting = Literal["auto", "fp32", "bf16", "int8"]
+
+
+def precision_field() -> Any:
+    """The `precision` hyperparameter every transformer family takes."""
+    return Field("auto", description="scoring precision: auto = the fastest of fp32/bf16/int8 whose labels agree "
+                                     "with fp32 on >= 99% of the real paragraphs (chosen at training); fp32 = none "
+                                     "other; bf16 or int8 = that one if it agrees, else fp32")
+
+
+def inference_model(model: PreTrainedModel, precision: str) -> torch.nn.Module:
+    """The model to score with at `precision` (the fp32 model itself is never changed). Reduced precisions
+    are CPU paths: on a GPU the fp32 model is returned."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown inference precision '{precision}' (known: {', '.join(PRECISIONS)})")
+    if precision == "fp32" or device().type != "cpu":
+        return model
+    if precision == "bf16":
+        return copy.deepcopy(model).to(torch.bfloat16).eval()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.ao.quantization deprecation notice
         return torch.ao.quantization.quantize_dynamic(copy.deepcopy(model).cpu().eval(), {torch.nn.Linear},
                                                       dtype=torch.qint8)
-
-
-def inference_model(model: PreTrainedModel, quantize: bool) -> torch.nn.Module:
-    """The model to score with: int8 on CPU when asked (dynamic quantization has no CUDA kernels)."""
-    return quantize_int8(model) if quantize and device().type == "cpu" else model
 
 
 class EmbeddingCache:
@@ -151,14 +175,13 @@ class FrozenEncoder:
 
     MEMO_LIMIT = 200_000
 
-    def __init__(self, folder: Path, quantize: bool, key: str | None = None, cache_dir: Path | None = None):
+    def __init__(self, folder: Path, precision: str, key: str | None = None, cache_dir: Path | None = None):
         self.folder = folder
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
         self.model = AutoModel.from_pretrained(folder, use_safetensors=True).to(device()).eval()
-        self.scorer = inference_model(self.model, quantize)
+        self.scorer = inference_model(self.model, precision)
         self._memo: dict[tuple[int, str], np.ndarray] = {}
-        self._disk_prefix = None if cache_dir is None or key is None else \
-            cache_dir / f"{key}-{'int8' if quantize else 'fp32'}"
+        self._disk_prefix = None if cache_dir is None or key is None else cache_dir / f"{key}-{precision}"
         self._disk: dict[int, EmbeddingCache] = {}
 
     def embed(self, texts: Sequence[str], max_length: int, batch_size: int, persist: bool = False) -> np.ndarray:
@@ -188,15 +211,21 @@ class FrozenEncoder:
         self.tokenizer.save_pretrained(folder)
 
 
-_FROZEN: dict[tuple[str, bool], FrozenEncoder] = {}
+_FROZEN: dict[tuple[str, str], FrozenEncoder] = {}
 
 
-def frozen_encoder(folder: Path, key: str, quantize: bool) -> FrozenEncoder:
-    """The encoder with weights fingerprint `key`, loaded from `folder` only the first time; its training
-    embeddings are cached under $STANCE_CACHE/embeddings."""
-    if (key, quantize) not in _FROZEN:
-        _FROZEN[(key, quantize)] = FrozenEncoder(folder, quantize, key, cache_root() / "embeddings")
-    return _FROZEN[(key, quantize)]
+def frozen_encoder(folder: Path, key: str, precision: str = "fp32") -> FrozenEncoder:
+    """The encoder with weights fingerprint `key` at `precision`, loaded from `folder` only the first time;
+    its training embeddings are cached under $STANCE_CACHE/embeddings."""
+    if (key, precision) not in _FROZEN:
+        _FROZEN[(key, precision)] = FrozenEncoder(folder, precision, key, cache_root() / "embeddings")
+    return _FROZEN[(key, precision)]
+
+
+def forget_remembered() -> None:
+    """Empty the in-process memos of every loaded encoder and frozen prefix (the disk cache stays)."""
+    for cached in [*_FROZEN.values(), *_PREFIXES.values()]:
+        cached._memo.clear()
 
 
 _FINGERPRINTS: dict[Path, str] = {}
@@ -281,16 +310,17 @@ def upper_layers(base: PreTrainedModel, hidden: torch.Tensor, attention_mask: to
 
 class TopLayersTrained:
     """What SetFit and fine-tuning share: only the top `trainable_layers` train (on a FrozenPrefix),
-    and scoring can switch between the fp32 model and an int8 copy."""
+    and scoring runs the model at its inference `precision` (fp32 until `set_precision` says otherwise)."""
 
     multithreaded = True  # torch inference uses every core; scoring needs no worker processes
+    precisions = PRECISIONS
 
     def _frozen_layers(self) -> int:
         return self._model.config.num_hidden_layers - self.params.trainable_layers
 
-    def set_quantized(self, on: bool) -> None:
-        self.params.quantize = on
-        self._scorer = inference_model(self._model, on)
+    def set_precision(self, precision: str) -> None:
+        self._scorer = inference_model(self._model, precision)
+        self.precision = precision
 
     def predict(self, texts: Sequence[str]) -> list[str]:
         return predict_from_proba(self.predict_proba(texts), self.classes)

@@ -18,10 +18,10 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 from transformers.utils import logging as hf_logging
 
 from pipeline.models.weights import ENCODERS, encoder_dir
-from pipeline.models.encoder import (FrozenPrefix, TopLayersTrained, device, freeze_lower_layers, frozen_prefix,
-                                     inference_model,
-                                     length_batches, optimizer_and_schedule, progress,
-                                     setup_torch, tokenize, training_batches, upper_layers)
+from pipeline.models.encoder import (FrozenPrefix, PrecisionSetting, TopLayersTrained, device,
+                                     freeze_lower_layers, frozen_prefix, length_batches, optimizer_and_schedule,
+                                     precision_field, progress, setup_torch, tokenize, training_batches,
+                                     upper_layers)
 
 
 def balanced_class_weights(labels: Sequence[str], classes: list[str]) -> list[float]:
@@ -46,7 +46,7 @@ class FineTunedTransformer(TopLayersTrained):
                                                           "the embeddings stay frozen")
         max_length: int = Field(128, ge=8, le=512)
         eval_batch_size: int = Field(32, ge=1)
-        quantize: bool = Field(False, description="dynamic int8 model for CPU scoring")
+        precision: PrecisionSetting = precision_field()
 
     def __init__(self, params: "FineTunedTransformer.Params", classes: list[str], seed: int = 0):
         self.params = params
@@ -55,6 +55,7 @@ class FineTunedTransformer(TopLayersTrained):
         self._model = None
         self._tokenizer = None
         self._scorer = None
+        self.precision = "fp32"  # at scoring; fitting and cross-validation always use fp32
         self._prefix: FrozenPrefix | None = None  # set while training in this process; a loaded model has none
 
     def fit(self, texts: Sequence[str], labels: Sequence[str]) -> Self:
@@ -94,7 +95,7 @@ class FineTunedTransformer(TopLayersTrained):
                     advance(1)
         self._model.eval()
         self._model.requires_grad_(False)
-        self._scorer = inference_model(self._model, p.quantize)
+        self.set_precision("fp32")
         return self
 
     def _logits(self, texts: Sequence[str]) -> torch.Tensor:
@@ -111,7 +112,7 @@ class FineTunedTransformer(TopLayersTrained):
         """Softmax over every schema class; a class unseen in training keeps a small learned probability.
         Via the prefix cache while training in-process, else through the full (possibly int8) model."""
         texts = list(texts)
-        cached = self._prefix is not None and not self.params.quantize
+        cached = self._prefix is not None and self.precision == "fp32"
         on = next(self._scorer.parameters()).device
         proba = np.zeros((len(texts), len(self.classes)))
         with torch.no_grad(), progress("finetune: scoring", len(texts)) as advance:
@@ -130,7 +131,8 @@ class FineTunedTransformer(TopLayersTrained):
         folder.mkdir(parents=True, exist_ok=True)
         self._model.save_pretrained(folder / "model")
         self._tokenizer.save_pretrained(folder / "model")
-        meta = {"classes": self.classes, "seed": self.seed, "params": self.params.model_dump()}
+        meta = {"classes": self.classes, "seed": self.seed, "params": self.params.model_dump(),
+                "precision": self.precision}
         (folder / "finetune.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
 
     @classmethod
@@ -141,5 +143,5 @@ class FineTunedTransformer(TopLayersTrained):
         clf._tokenizer = AutoTokenizer.from_pretrained(folder / "model")
         clf._model = AutoModelForSequenceClassification.from_pretrained(
             folder / "model", use_safetensors=True).to(device()).eval()
-        clf._scorer = inference_model(clf._model, clf.params.quantize)
+        clf.set_precision(meta["precision"])
         return clf

@@ -19,10 +19,10 @@ from transformers import AutoModel, AutoTokenizer
 
 from pipeline.models.embed_lr import LogRegHead
 from pipeline.models.weights import ENCODERS, encoder_dir
-from pipeline.models.encoder import (FrozenPrefix, TopLayersTrained, device, freeze_lower_layers, frozen_prefix,
-                                     inference_model,
-                                     length_batches, mean_pool, optimizer_and_schedule, progress,
-                                     sentence_embeddings, setup_torch, training_batches, upper_layers)
+from pipeline.models.encoder import (FrozenPrefix, PrecisionSetting, TopLayersTrained, device,
+                                     freeze_lower_layers, frozen_prefix, length_batches, mean_pool,
+                                     optimizer_and_schedule, precision_field, progress, sentence_embeddings,
+                                     setup_torch, training_batches, upper_layers)
 
 
 def contrastive_pairs(labels: Sequence[str], num_iterations: int, rng: np.random.Generator) -> list[tuple[int, int, float]]:
@@ -62,7 +62,7 @@ class SetFitClassifier(TopLayersTrained):
         max_length: int = Field(128, ge=8, le=512)
         eval_batch_size: int = Field(32, ge=1)
         C: float = Field(2.0, gt=0, description="inverse L2 strength of the logistic head")
-        quantize: bool = Field(False, description="dynamic int8 encoder for CPU scoring")
+        precision: PrecisionSetting = precision_field()
 
     def __init__(self, params: "SetFitClassifier.Params", classes: list[str], seed: int = 0):
         self.params = params
@@ -71,6 +71,7 @@ class SetFitClassifier(TopLayersTrained):
         self._model = None
         self._tokenizer = None
         self._scorer = None
+        self.precision = "fp32"  # at scoring; fitting and cross-validation always use fp32
         self._head: LogRegHead | None = None
         self._prefix: FrozenPrefix | None = None  # set while training in this process; a loaded model has none
 
@@ -87,7 +88,7 @@ class SetFitClassifier(TopLayersTrained):
             pairs = [pairs[k] for k in sorted(rng.choice(len(pairs), p.max_pairs, replace=False))]
         if pairs:
             self._train_encoder(texts, pairs)
-        self._scorer = inference_model(self._model, p.quantize)
+        self.set_precision("fp32")
         self._head = LogRegHead(self.classes, p.C, self.seed).fit(self._embed(texts), labels)
         return self
 
@@ -128,7 +129,7 @@ class SetFitClassifier(TopLayersTrained):
         """Embeddings for the head: via the prefix cache while training in-process (same weights, same
         numbers), else through the full (possibly int8) model."""
         texts = list(texts)
-        if self._prefix is None or self.params.quantize:
+        if self._prefix is None or self.precision != "fp32":
             return sentence_embeddings(self._scorer, self._tokenizer, texts, self.params.max_length,
                                        self.params.eval_batch_size, "setfit: embedding")
         out = np.zeros((len(texts), self._model.config.hidden_size), dtype=np.float32)
@@ -146,7 +147,8 @@ class SetFitClassifier(TopLayersTrained):
         self._model.save_pretrained(folder / "encoder")
         self._tokenizer.save_pretrained(folder / "encoder")
         self._head.save(folder / "head.json")
-        meta = {"classes": self.classes, "seed": self.seed, "params": self.params.model_dump()}
+        meta = {"classes": self.classes, "seed": self.seed, "params": self.params.model_dump(),
+                "precision": self.precision}
         (folder / "setfit.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
 
     @classmethod
@@ -156,6 +158,6 @@ class SetFitClassifier(TopLayersTrained):
         clf = cls(cls.Params(**meta["params"]), meta["classes"], meta["seed"])
         clf._tokenizer = AutoTokenizer.from_pretrained(folder / "encoder")
         clf._model = AutoModel.from_pretrained(folder / "encoder", use_safetensors=True).to(device()).eval()
-        clf._scorer = inference_model(clf._model, clf.params.quantize)
+        clf.set_precision(meta["precision"])
         clf._head = LogRegHead.load(folder / "head.json")
         return clf

@@ -27,6 +27,7 @@ class TfidfLogReg:
     """Strong, fast, transparent baseline; works from a handful of examples per class."""
 
     multithreaded = False  # scored in worker processes, one per core
+    precisions = ()  # float64 only: no reduced-precision variant
     arrow_input = True  # predict_proba takes an Arrow string array as well as a list
 
     class Params(BaseModel):
