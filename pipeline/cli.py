@@ -9,7 +9,7 @@ import typer
 
 from pipeline.config import ConfigError, load_params
 from pipeline.console import configure as configure_console
-from pipeline.console import console, progress_line
+from pipeline.console import console, mlflow_notices_quiet, progress_line
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Stance and framing classification for news text.")
@@ -91,7 +91,8 @@ def register() -> None:
     from pipeline import register as register_stage
 
     try:
-        decision, without_cv = register_stage.run()
+        with mlflow_notices_quiet():
+            decision, without_cv = register_stage.run()
     except (ConfigError, ValueError) as err:
         _fail(err)
     for family in without_cv:

@@ -73,6 +73,22 @@ def configure(verbose: bool = False) -> None:
 
 
 @contextmanager
+def mlflow_notices_quiet() -> Iterator[None]:
+    """MLflow prints some notices ("Successfully registered model ...", "Created version ...") to its
+    stderr stream past its loggers and their levels. In a quiet run (MLflow's level at ERROR, as
+    `configure` sets it) that stream is shut for the block (MLflow's errors there reach `stance` as
+    exceptions), through MLflow's own switch: a counted one, so MLflow code that mutes and unmutes
+    inside the block does not open it again."""
+    from mlflow.utils.autologging_utils import MlflowEventsAndWarningsBehaviorGlobally
+    from mlflow.utils.logging_utils import get_mlflow_log_level
+
+    quiet = get_mlflow_log_level() in ("ERROR", "CRITICAL")
+    with MlflowEventsAndWarningsBehaviorGlobally(disable_event_logs=quiet, disable_warnings=False,
+                                                 reroute_warnings=False):
+        yield
+
+
+@contextmanager
 def progress_line(description: str, total: int) -> Iterator[Callable[..., None]]:
     """One rich progress line for a long step; yields `advance()`."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn

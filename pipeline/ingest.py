@@ -1,10 +1,12 @@
 """Stage `ingest`: raw pages (text, Markdown, HTML) and tables (JSONL, CSV, Parquet) -> one table of
 clean, stably identified paragraphs, plus a per-file report of every block left out and why.
 
-A page is segmented (pipeline.segment); a table row is one paragraph as it is, never segmented or
-filtered by length, so short texts (tweets, headlines) survive. A paragraph's id is the row's own
-`id` when the table has one; otherwise it hashes the source and the normalised text, not the
-position, so re-ingesting, or improving segmentation elsewhere on the page, never orphans a label.
+A page is read as scoring reads it (pipeline.documents) and segmented (pipeline.segment), so the
+model learns from text prepared as the text it will score. A table row is one paragraph as it is,
+never segmented or filtered by length, so short texts (tweets, headlines) survive. A paragraph's id
+is the row's own `id` when the table has one; otherwise it hashes the source and the normalised
+text, not the position, so re-ingesting, or improving segmentation elsewhere on the page, never
+orphans a label.
 The `group` column is the unit cross-validation keeps together when `evaluate.group_by: group`:
 a table's `group` value, otherwise the article.
 """
@@ -23,10 +25,10 @@ from typing import Iterator
 import pandas as pd
 
 from pipeline.config import ConfigError, IngestParams, load_params, resolve
+from pipeline.documents import DOCUMENT_SUFFIXES, UnreadableDocument, read_page
 from pipeline.schema import load_schema
-from pipeline.segment import html_to_text, is_on_topic, normalise, segment_text
+from pipeline.segment import is_on_topic, normalise, segment_text
 
-DOCUMENT_SUFFIXES = (".txt", ".md", ".html", ".htm")
 TABLE_SUFFIXES = (".jsonl", ".csv", ".parquet")
 SUFFIXES = DOCUMENT_SUFFIXES + TABLE_SUFFIXES
 TABLE_COLUMNS = ("id", "text", "group", "source", "date", "url", "title")  # only `text` is required
@@ -123,14 +125,11 @@ def table_records(source: str, rows: Iterator[tuple[int, dict]], origin: str, to
 
 
 def read_document(path: Path) -> str:
-    """A page's text; HTML goes through main-text extraction first. Errors name the file."""
+    """A page's clean text, read as scoring reads it (pipeline.documents). Errors name the file."""
     try:
-        raw = path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise ConfigError(f"{path}: not UTF-8 text (byte {err.start}): {err.reason}") from None
-    if "\x00" in raw:
-        raise ConfigError(f"{path}: binary file, not text")
-    return html_to_text(raw) if path.suffix.lower() in (".html", ".htm") else raw
+        return read_page(path)
+    except UnreadableDocument as err:
+        raise ConfigError(f"{path}: {err}") from None
 
 
 def read_table(path: Path) -> list[tuple[int, dict]]:

@@ -12,8 +12,8 @@ The segmenter works on generic cues, not on any one site's markup:
    After an end-of-article marker (comments, author box, footnotes, related links)
    nothing is body text until a new article starts.
 
-Ingest (files) and scoring (text, HTML) both call `segment_text`, so there is one
-implementation of this logic.
+Ingest and scoring both read a page with `pipeline.documents` and segment its clean text with
+`segment_text`, so a page gives the same paragraphs for training and for scoring.
 """
 
 from __future__ import annotations
@@ -262,12 +262,3 @@ def is_on_topic(text: str, topic_groups: dict[str, list[str]]) -> bool:
         any(re.search(rf"(?<![\w-]){re.escape(normalise(term).lower())}(?![\w-])", lowered) for term in terms)
         for terms in topic_groups.values()
     )
-
-
-def html_to_text(html: str) -> str:
-    """Main text of an HTML page (navigation, ads and link lists removed), one block per line."""
-    import trafilatura
-
-    extracted = trafilatura.extract(html, include_comments=False, include_tables=False,
-                                    include_links=False, favor_recall=True, with_metadata=False)
-    return extracted or ""

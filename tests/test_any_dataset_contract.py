@@ -1,4 +1,4 @@
-"""The bar's contract for issue 12, step by step through the `stance` command line only.
+"""Any labelled dataset works end to end: the contract, step by step through the `stance` command line only.
 
 In a copy of the project: a 3-task favor/against/none schema with no topic block, empty label files,
 data/raw holding only a CSV with columns id,text,target; then ingest, label import (id,task,label with

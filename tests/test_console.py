@@ -64,6 +64,37 @@ def test_score_prints_only_its_own_lines_and_verbose_shows_the_libraries(transfo
     assert "Loading weights" in verbose.stderr and "py.warnings" in verbose.stderr
 
 
+MLFLOW_NOTICES = ("Successfully registered model", "Created version", "already exists. Creating a new version")
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_mlflow_notices_are_held_back_unless_verbose(verbose, capsys):
+    """MLflow prints its registry notices past its loggers; MLflow code that mutes and unmutes its stream
+    inside the block (as importing mlflow.types.responses does) must not let them through."""
+    from mlflow.utils.autologging_utils import MlflowEventsAndWarningsBehaviorGlobally
+    from mlflow.utils.logging_utils import eprint
+
+    from pipeline.console import configure, mlflow_notices_quiet
+
+    configure(verbose)
+    with mlflow_notices_quiet():
+        with MlflowEventsAndWarningsBehaviorGlobally(disable_event_logs=True, disable_warnings=False,
+                                                     reroute_warnings=False):
+            pass
+        eprint("Created version '2' of model 'stance-classifier'.")
+    assert ("Created version" in capsys.readouterr().err) is verbose
+
+
+@pytest.mark.slow
+def test_register_prints_its_decision_only_and_verbose_shows_mlflow(trained_copy):
+    quiet = CliRunner().invoke(app, ["register"])
+    assert quiet.exit_code == 0, quiet.output
+    assert not [line for line in quiet.stderr.splitlines() if any(n in line for n in MLFLOW_NOTICES)], quiet.stderr
+    verbose = CliRunner().invoke(app, ["-v", "register"])
+    assert verbose.exit_code == 0, verbose.output
+    assert "Created version" in verbose.stderr
+
+
 def test_annotate_group_options_are_rejected_for_other_sub_commands(tmp_path, monkeypatch):
     monkeypatch.setenv("STANCE_ROOT", str(make_project(tmp_path / "p")))
     monkeypatch.setenv("COLUMNS", "300")  # the error box on one line

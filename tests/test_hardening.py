@@ -1,4 +1,4 @@
-"""Regression tests for issue 11: bad input, load and untrusted models (one test group per defect)."""
+"""Regression tests for bad input, load and untrusted models (one test group per failure mode)."""
 
 from __future__ import annotations
 

@@ -128,5 +128,5 @@ def test_unreadable_files_are_named(tmp_path):
     bad = tmp_path / "raw" / "latin1.txt"
     bad.parent.mkdir()
     bad.write_bytes("caf\xe9 ".encode("latin-1") * 5)
-    with pytest.raises(ConfigError, match="latin1.txt: not UTF-8"):
+    with pytest.raises(ConfigError, match="latin1.txt: not valid UTF-8"):
         ingest_folder(bad.parent, load_params().ingest, TOPIC)

@@ -1,5 +1,5 @@
-"""Issue 12 units (and issue 11 defects 6 and 9c): tables through ingest with a drop report, label
-import matching by id or text, wrong-shape imports reported (never raised), evaluation settings."""
+"""Tables through ingest with a drop report, label import matching by id or text, wrong-shape
+imports reported (never raised), evaluation settings."""
 
 from __future__ import annotations
 

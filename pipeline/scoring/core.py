@@ -160,11 +160,6 @@ def score_paragraphs(model, frame: pd.DataFrame) -> pd.DataFrame:
     return out[paragraph_columns(model.schema)]
 
 
-def scores_dict(row: dict, schema, task: str) -> dict[str, float]:
-    """The `T_scores` object rebuilt from the probability columns."""
-    return {label: row[proba_column(task, label)] for label in schema.labels(task)}
-
-
 def articles_frame(paragraphs: pd.DataFrame, schema, top_k: int = 3) -> pd.DataFrame:
     """Aggregate scored paragraphs per (doc_id, article_index); see the module docstring."""
     if paragraphs.empty:

@@ -1,8 +1,9 @@
 """Input discovery and readers: files, folders, globs, tables and URL lists -> a stream of documents.
 
 Every reader yields `Document`s (one scored unit with its paragraphs) or `Problem`s (a file,
-line or URL that was skipped and why), so one bad input never stops the batch. Text and HTML
-go through `pipeline.segment` — the same segmentation and boilerplate removal as ingest.
+line or URL that was skipped and why), so one bad input never stops the batch. Pages (text,
+Markdown, HTML files and fetched URLs) are read by `pipeline.documents` and segmented by
+`pipeline.segment`, exactly as ingest reads the pages the model learnt from.
 """
 
 from __future__ import annotations
@@ -20,26 +21,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
-from pipeline.segment import html_to_text, segment_text
+from pipeline.documents import (DOCUMENT_SUFFIXES, HTML_SUFFIXES, TEXT_SUFFIXES, UnreadableDocument, bom_encoding,
+                                 is_html, main_text, page_markup, unreadable_reason)
+from pipeline.documents import decode as _decode
+from pipeline.segment import segment_text
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-TEXT_SUFFIXES = {".txt", ".md"}
-HTML_SUFFIXES = {".html", ".htm"}
 TABLE_SUFFIXES = {".jsonl", ".csv", ".parquet"}
 URL_LIST_SUFFIXES = {".urls"}
-SUPPORTED = TEXT_SUFFIXES | HTML_SUFFIXES | TABLE_SUFFIXES | URL_LIST_SUFFIXES
+SUPPORTED = {*DOCUMENT_SUFFIXES, *TABLE_SUFFIXES, *URL_LIST_SUFFIXES}
 UNITS = ("paragraph", "document")
 
 _URL = re.compile(r"^https?://\S+$", re.I)
-_CHARSET = re.compile(rb"""<meta[^>]+charset=["']?([\w.:-]+)""", re.I)
-_MD_MARKUP = re.compile(r"^\s{0,3}(#{1,6}\s+|>\s?)", re.M)
 _UNDECODED = re.compile("[\udc80-\udcff]")  # bytes kept by the surrogateescape error handler
 CSV_FIELD_LIMIT = 64 * 1024 * 1024  # a whole book fits in a cell; the csv default (128 KB) does not fit a long article
-# longest first: the UTF-32 LE BOM starts with the UTF-16 LE one
-_BOMS = [(codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF8, "utf-8-sig"),
-         (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16")]
 
 
 class UsageError(ValueError):
@@ -227,7 +224,7 @@ def read_sources(sources: list[Source], options: ReadOptions) -> Iterator[Docume
             elif source.kind == "table":
                 yield from _read_table(Path(source.location), options, seen)
             else:
-                reader = {"text": _read_text_file, "html": _read_html_file, "urls": _read_url_list}[source.kind]
+                reader = {"text": _read_page_file, "html": _read_page_file, "urls": _read_url_list}[source.kind]
                 yield from reader(Path(source.location), options)
         except OSError as err:
             yield Problem(source.location, f"cannot read: {err.strerror or err}")
@@ -236,29 +233,6 @@ def read_sources(sources: list[Source], options: ReadOptions) -> Iterator[Docume
 
 
 # ---------------------------------------------------------------------------- documents
-
-def _bom_encoding(data: bytes) -> str | None:
-    return next((encoding for bom, encoding in _BOMS if data.startswith(bom)), None)
-
-
-def _check_bytes(path: Path, data: bytes) -> str | None:
-    if not data.strip():
-        return "empty file"
-    if b"\x00" in data[:8192] and _bom_encoding(data) not in ("utf-16", "utf-32"):
-        return "binary file (contains NUL bytes)"
-    return None
-
-
-def _decode(data: bytes, encoding: str = "utf-8-sig") -> str:
-    """Text by its byte-order mark if it has one (UTF-8/16/32), else by `encoding`."""
-    encoding = _bom_encoding(data) or encoding
-    try:
-        return data.decode(encoding)
-    except UnicodeDecodeError as err:
-        raise ValueError(f"not valid {encoding.replace('-sig', '').upper()}: {err.reason} at byte {err.start}") from None
-    except LookupError:
-        raise ValueError(f"unknown declared encoding '{encoding}'") from None
-
 
 def document_from_text(doc_id: str, text: str, options: ReadOptions, source: str | None = None,
                        date: str | None = None, url: str | None = None) -> Document | Problem:
@@ -270,25 +244,22 @@ def document_from_text(doc_id: str, text: str, options: ReadOptions, source: str
     return Document(doc_id, paragraphs, source=source, date=date, url=url)
 
 
-def _read_text_file(path: Path, options: ReadOptions) -> Iterator[Document | Problem]:
-    data = path.read_bytes()
-    if reason := _check_bytes(path, data):
-        yield Problem(str(path), reason)
-        return
+def _read_page_file(path: Path, options: ReadOptions) -> Iterator[Document | Problem]:
     try:
-        text = _decode(data)
-    except ValueError as err:
+        markup = page_markup(path.read_bytes(), is_html(path))
+    except UnreadableDocument as err:
         yield Problem(str(path), str(err))
         return
-    if path.suffix.lower() == ".md":
-        text = _MD_MARKUP.sub("", text)
-    yield document_from_text(str(path), text, options, source=path.name)
+    if is_html(path):
+        yield _html_document(str(path), markup, options, url=None)
+    else:
+        yield document_from_text(str(path), main_text(markup, html=False), options, source=path.name)
 
 
 def _html_document(doc_id: str, html: str, options: ReadOptions, url: str | None) -> Document | Problem:
     import trafilatura
 
-    text = html_to_text(html)
+    text = main_text(html, html=True)
     if not text.strip():
         return Problem(doc_id, "no main text found in the HTML")
     meta = trafilatura.extract_metadata(html)
@@ -296,20 +267,6 @@ def _html_document(doc_id: str, html: str, options: ReadOptions, url: str | None
     date = meta.date if meta else None
     return document_from_text(doc_id, text, options, source=source or _host(url) or Path(doc_id).name,
                               date=date, url=url)
-
-
-def _read_html_file(path: Path, options: ReadOptions) -> Iterator[Document | Problem]:
-    data = path.read_bytes()
-    if reason := _check_bytes(path, data):
-        yield Problem(str(path), reason)
-        return
-    declared = _CHARSET.search(data[:4096])
-    try:
-        html = _decode(data, declared.group(1).decode("ascii").lower() if declared else "utf-8-sig")
-    except ValueError as err:
-        yield Problem(str(path), str(err))
-        return
-    yield _html_document(str(path), html, options, url=None)
 
 
 # ---------------------------------------------------------------------------- tables
@@ -374,10 +331,10 @@ def _read_table(path: Path, options: ReadOptions, seen: dict[str, str]) -> Itera
         return
     with path.open("rb") as handle:
         head = handle.read(8192)
-    if suffix == ".csv" and _bom_encoding(head) in ("utf-16", "utf-32"):
+    if suffix == ".csv" and bom_encoding(head) in ("utf-16", "utf-32"):
         yield Problem(str(path), "UTF-16/32 CSV is not supported: save it as UTF-8")
         return
-    if reason := _check_bytes(path, head):
+    if reason := unreadable_reason(head):
         yield Problem(str(path), reason)
         return
     if suffix == ".jsonl":
@@ -514,7 +471,7 @@ def _host(url: str | None) -> str | None:
 
 def _read_url_list(path: Path, options: ReadOptions) -> Iterator[Document | Problem]:
     data = path.read_bytes()
-    if reason := _check_bytes(path, data):
+    if reason := unreadable_reason(data):
         yield Problem(str(path), reason)
         return
     try:
