@@ -38,7 +38,8 @@ def _sha256(path: Path) -> str:
 
 
 def model_files(folder: Path) -> list[str]:
-    """The files `load` reads (relative, POSIX): schema.yaml and everything under tasks/ and encoders/."""
+    """The files `load` reads (relative, POSIX): schema.yaml and everything under tasks/ and encoders/ (the
+    encoder the tasks share, stored once)."""
     folder = Path(folder)
     found = [p for sub in ("tasks", "encoders") for p in (folder / sub).rglob("*") if p.is_file() or p.is_symlink()]
     return sorted(["schema.yaml"] + [p.relative_to(folder).as_posix() for p in found])
@@ -96,10 +97,14 @@ class StanceModel:
             texts = texts if isinstance(texts, pa.Array) else pa.array(list(texts), pa.string())
         else:
             texts = texts.to_pylist() if isinstance(texts, pa.Array) else list(texts)
-        return {
-            task: apply_temperature(clf.predict_proba(texts), self.temperatures.get(task, 1.0))
-            for task, clf in self.classifiers.items()
-        }
+        classifiers = list(self.classifiers.values())
+        if all(clf.shares_lower_layers for clf in classifiers) and len({c.lower_key() for c in classifiers}) == 1:
+            from pipeline.models.encoder import score_tasks  # one pass of the frozen layers for every task
+
+            raw = score_tasks(self.classifiers, texts)
+        else:
+            raw = {task: clf.predict_proba(texts) for task, clf in self.classifiers.items()}
+        return {task: apply_temperature(proba, self.temperatures.get(task, 1.0)) for task, proba in raw.items()}
 
     def set_precision(self, precision: str) -> None:
         """Score every task at `precision` (one of each classifier's `precisions`)."""

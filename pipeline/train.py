@@ -20,7 +20,7 @@ from pipeline.config import OUT_OF_FOLD_FILE, ConfigError, Params, load_params, 
 from pipeline.evaluate import (confusion_rows, cross_validate, headline, learning_curve, n_folds, out_of_fold_frame,
                                summarize, transfer)
 from pipeline.ingest import origins
-from pipeline.precision import choose_precision
+from pipeline.precision import choose_precision, distinct_texts
 from pipeline.model import StanceModel
 from pipeline.models import build_classifier
 from pipeline.schema import LabelSchema
@@ -38,11 +38,6 @@ class TrainResult:
 
 SPEED_SAMPLE = 200  # paragraphs scored to measure speed for the model card
 PRECISION_SAMPLE = 300  # real paragraphs on which a reduced scoring precision must agree with fp32
-
-
-def distinct_texts(texts: list[str], n: int) -> list[str]:
-    """n texts with the corpus' lengths, each new (numbered), so no embedding memo can answer them."""
-    return [f"{texts[i % len(texts)]} ({i})" for i in range(n)] if texts else []
 
 
 def testable_rows(rows: pd.DataFrame, test_on: list[str]) -> np.ndarray:

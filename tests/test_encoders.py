@@ -56,11 +56,11 @@ def test_training_embeddings_are_cached_on_disk_and_reused_by_a_new_process(tmp_
     from pipeline.models.encoder import FrozenEncoder
 
     folder = weights.encoder_dir("minilm")
-    first = FrozenEncoder(folder, False, "k", tmp_path)
+    first = FrozenEncoder(folder, "fp32", "k", tmp_path)
     trained = first.embed(TEXTS[:4], 32, 8, persist=True)
     first.embed(TEXTS[4:], 32, 8)  # scoring-time texts are not written
     assert len(list(tmp_path.glob("k-fp32-32.npz"))) == 1
-    fresh = FrozenEncoder(folder, False, "k", tmp_path)
+    fresh = FrozenEncoder(folder, "fp32", "k", tmp_path)
     monkeypatch.setattr(encoder_module, "sentence_embeddings", lambda *a, **k: pytest.fail("re-encoded a cached text"))
     assert np.allclose(fresh.embed(TEXTS[:4], 32, 8), trained)
     assert len(fresh._disk[32].vectors()) == 4

@@ -123,3 +123,45 @@ def test_transformer_stance_model_as_pyfunc_matches_score_frame(tmp_path, monkey
         info = log_stance_model(tmp_path / "model", TEXTS)
     served = mlflow.pyfunc.load_model(info.model_uri).predict(pd.DataFrame({"text": TEXTS[:4]}))
     pd.testing.assert_frame_equal(served.reset_index(drop=True), model.score_frame(TEXTS[:4]))
+
+
+@pytest.fixture(scope="module", params=["setfit", "finetune"])
+def saved_two_task_model(request, tmp_path_factory):
+    """A model whose tasks train top layers on one packaged encoder, saved and loaded back."""
+    schema = load_schema()
+    data = {task: (TEXTS, [schema.labels(task)[(i + k) % 3] for i in range(len(TEXTS))])
+            for k, task in enumerate(schema.task_names)}
+    fitted = StanceModel.fit(schema, request.param, TINY[request.param], 7, data)
+    folder = tmp_path_factory.mktemp(request.param) / "model"
+    fitted.save(folder)
+    return fitted, folder, StanceModel.load(folder)
+
+
+def test_saved_model_keeps_one_encoder_and_only_each_tasks_trained_layers(saved_two_task_model):
+    fitted, folder, loaded = saved_two_task_model
+    assert len(list((folder / "encoders").iterdir())) == 1
+    encoder_bytes = sum(p.stat().st_size for p in (folder / "encoders").rglob("*.safetensors"))
+    for task in fitted.classifiers:
+        task_files = list((folder / "tasks" / task).rglob("*.safetensors"))
+        assert [p.name for p in task_files] == ["top.safetensors"]
+        assert task_files[0].stat().st_size < encoder_bytes / 2  # one trained layer of six, plus the head
+    np.testing.assert_allclose(pd.DataFrame(loaded.predict_proba(TEXTS)["partnership"]),
+                               pd.DataFrame(fitted.predict_proba(TEXTS)["partnership"]), atol=1e-5)
+
+
+def test_tasks_score_on_one_pass_of_the_shared_lower_layers(saved_two_task_model):
+    _, _, loaded = saved_two_task_model
+    calls = {task: 0 for task in loaded.classifiers}
+
+    def counter(task):
+        def hook(*_):
+            calls[task] += 1
+        return hook
+
+    for task, clf in loaded.classifiers.items():
+        clf._scorer.base_model.embeddings.register_forward_hook(counter(task))
+    together = loaded.predict_proba(TEXTS)
+    batches = -(-len(TEXTS) // next(iter(loaded.classifiers.values())).params.eval_batch_size)
+    assert sum(calls.values()) == batches  # one embeddings (and lower layers) pass per batch, for all tasks
+    for task, clf in loaded.classifiers.items():  # the same probabilities as each task scoring alone
+        np.testing.assert_allclose(together[task], clf.predict_proba(TEXTS), atol=1e-6)

@@ -35,6 +35,7 @@ FAMILIES: dict[str, str] = {
 class TextClassifier(Protocol):
     classes: list[str]
     precisions: tuple[str, ...]  # inference precisions it can score at, fp32 first; () = only its own
+    shares_lower_layers: bool  # its tasks can score on one pass of shared frozen layers (encoder.score_tasks)
 
     def fit(self, texts: Sequence[str], labels: Sequence[str]) -> Self: ...
 

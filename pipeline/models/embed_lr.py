@@ -13,7 +13,7 @@ from sklearn.linear_model import LogisticRegression
 
 from pipeline.models import predict_from_proba
 from pipeline.models.encoder import (PRECISIONS, FrozenEncoder, PrecisionSetting, encoder_fingerprint, frozen_encoder,
-                                     precision_field, setup_torch)
+                                     precision_field, resolve_shared_encoder, setup_torch, shared_encoder_dir)
 from pipeline.models.weights import ENCODERS, encoder_dir
 
 
@@ -84,6 +84,7 @@ class EmbedLogReg:
 
     multithreaded = True  # torch inference uses every core; scoring needs no worker processes
     precisions = PRECISIONS
+    shares_lower_layers = False  # no trained layers: its tasks share the whole encoder (one memo of embeddings)
 
     class Params(BaseModel):
         model_config = ConfigDict(extra="forbid")
@@ -137,7 +138,7 @@ class EmbedLogReg:
         folder.mkdir(parents=True, exist_ok=True)
         encoder = self._encoder()
         key = self._encoder_key or encoder_fingerprint(encoder.folder)
-        shared = folder.parent.parent / "encoders" / key
+        shared = shared_encoder_dir(folder, key)
         if not (shared / "config.json").exists():
             encoder.save(shared)
         self._head.save(folder / "head.json")
@@ -151,9 +152,7 @@ class EmbedLogReg:
         meta = json.loads((folder / "embed_lr.json").read_text(encoding="utf-8"))
         clf = cls(cls.Params(**meta["params"]), meta["classes"], meta["seed"])
         clf.set_precision(meta["precision"])
-        encoder = (folder / meta["encoder_dir"]).resolve()
-        if not encoder.is_relative_to(folder.resolve().parent.parent):  # only the model's own encoders/ folder
-            raise ValueError(f"{folder}: encoder_dir points outside the model folder")
-        clf._encoder_dir, clf._encoder_key = encoder, meta["encoder_key"]
+        clf._encoder_dir = resolve_shared_encoder(folder, meta["encoder_dir"])
+        clf._encoder_key = meta["encoder_key"]
         clf._head = LogRegHead.load(folder / "head.json")
         return clf

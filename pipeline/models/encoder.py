@@ -9,21 +9,23 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import json
 import os
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterator, Literal, Sequence
+from typing import Any, Callable, Iterator, Literal, Self, Sequence
 
 import numpy as np
 import torch
 from pydantic import Field
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from safetensors.torch import load_file as load_safetensors, save_file as save_safetensors
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.masking_utils import create_bidirectional_mask
 
 from pipeline.models import predict_from_proba
-from pipeline.models.weights import cache_root
+from pipeline.models.weights import cache_root, encoder_dir
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -222,12 +224,6 @@ def frozen_encoder(folder: Path, key: str, precision: str = "fp32") -> FrozenEnc
     return _FROZEN[(key, precision)]
 
 
-def forget_remembered() -> None:
-    """Empty the in-process memos of every loaded encoder and frozen prefix (the disk cache stays)."""
-    for cached in [*_FROZEN.values(), *_PREFIXES.values()]:
-        cached._memo.clear()
-
-
 _FINGERPRINTS: dict[Path, str] = {}
 
 
@@ -263,8 +259,7 @@ class FrozenPrefix:
         with torch.no_grad(), progress("caching frozen layers", len(texts)) as advance:
             for idx in length_batches(texts, self.batch_size):
                 batch = tokenize(self.tokenizer, [texts[i] for i in idx], self.max_length, on)
-                hidden = base.embeddings(input_ids=batch["input_ids"], token_type_ids=batch.get("token_type_ids"))
-                hidden = upper_layers(base, hidden, batch["attention_mask"], 0, self.frozen_layers)
+                hidden = lower_states(base, batch, self.frozen_layers)
                 for row, i in enumerate(idx):
                     length = int(batch["attention_mask"][row].sum())
                     self._memo[texts[i]] = hidden[row, :length].clone()
@@ -308,22 +303,149 @@ def upper_layers(base: PreTrainedModel, hidden: torch.Tensor, attention_mask: to
     return hidden
 
 
+def lower_states(base: PreTrainedModel, batch: dict[str, torch.Tensor], frozen_layers: int) -> torch.Tensor:
+    """Hidden states after the embeddings and the first `frozen_layers` encoder layers of a tokenized batch."""
+    extra = {"token_type_ids": batch["token_type_ids"]} if "token_type_ids" in batch else {}
+    hidden = base.embeddings(input_ids=batch["input_ids"], **extra)
+    return upper_layers(base, hidden, batch["attention_mask"], 0, frozen_layers)
+
+
+def frozen_modules(model: PreTrainedModel, frozen_layers: int) -> list[torch.nn.Module]:
+    """The parts of a model that training never changes: the embeddings and the lower `frozen_layers` layers."""
+    base = model.base_model
+    return [base.embeddings, *base.encoder.layer[:frozen_layers]]
+
+
+def trained_state(model: PreTrainedModel, frozen_layers: int) -> dict[str, torch.Tensor]:
+    """The model's weights outside its frozen modules: all a task adds to the shared encoder."""
+    names = {id(module): name for name, module in model.named_modules()}
+    frozen = tuple(f"{names[id(m)]}." if names[id(m)] else "" for m in frozen_modules(model, frozen_layers))
+    return {k: v.contiguous() for k, v in model.state_dict().items() if not k.startswith(frozen)}
+
+
+def shared_encoder_dir(task_folder: Path, key: str) -> Path:
+    """Where a model folder keeps the encoder its tasks share: `encoders/<key>` beside `tasks/`."""
+    return Path(task_folder).parent.parent / "encoders" / key
+
+
+def resolve_shared_encoder(task_folder: Path, relative: str) -> Path:
+    """The shared encoder a task's settings point to; only the model's own encoders/ folder is accepted."""
+    encoder = (Path(task_folder) / relative).resolve()
+    if not encoder.is_relative_to(Path(task_folder).resolve().parent.parent / "encoders"):
+        raise ValueError(f"{task_folder}: encoder_dir points outside the model's encoders/ folder")
+    return encoder
+
+
 class TopLayersTrained:
-    """What SetFit and fine-tuning share: only the top `trainable_layers` train (on a FrozenPrefix),
-    and scoring runs the model at its inference `precision` (fp32 until `set_precision` says otherwise)."""
+    """What SetFit and fine-tuning share: only the top `trainable_layers` train (on a FrozenPrefix), so the
+    embeddings and lower layers of every task are the packaged encoder's. A saved model keeps that encoder
+    once (`encoders/<key>`, beside `tasks/`) and each task only its trained top (`top.safetensors`); when
+    scoring, the lower layers run once for all tasks (`score_tasks`) and each task runs its top and head.
+    Scoring runs at the model's inference `precision` (fp32 until `set_precision` says otherwise).
+
+    A family subclass sets SETTINGS_FILE, builds `_model` in `fit`/`_build`, and turns the lower layers'
+    states into probabilities in `proba_from_states`."""
 
     multithreaded = True  # torch inference uses every core; scoring needs no worker processes
     precisions = PRECISIONS
+    shares_lower_layers = True
+    SETTINGS_FILE = ""
+
+    def _init_state(self) -> None:
+        self._model = None
+        self._tokenizer = None
+        self._scorer = None
+        self._base_dir: Path | None = None  # the encoder whose lower layers every task shares
+        self._base_key: str | None = None
+        self._prefix: FrozenPrefix | None = None  # set while training in this process; a loaded model has none
+        self.precision = "fp32"  # at scoring; fitting and cross-validation always use fp32
+
+    def _start_fit(self) -> None:
+        setup_torch(self.seed)
+        self._base_dir = encoder_dir(self.params.encoder)
+        self._base_key = encoder_fingerprint(self._base_dir)
+        self._tokenizer = AutoTokenizer.from_pretrained(self._base_dir)
 
     def _frozen_layers(self) -> int:
         return self._model.config.num_hidden_layers - self.params.trainable_layers
+
+    def lower_key(self) -> tuple:
+        """Tasks with equal keys compute the same lower-layer states, so one pass serves them all."""
+        return self._base_key, self._frozen_layers(), self.params.max_length, self.precision
 
     def set_precision(self, precision: str) -> None:
         self._scorer = inference_model(self._model, precision)
         self.precision = precision
 
+    def proba_from_states(self, hidden: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
+        raise NotImplementedError
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        """Via the cached frozen states while training in-process (same weights, same numbers), else one
+        pass through the scoring model."""
+        texts = list(texts)
+        if self._prefix is None or self.precision != "fp32":
+            return score_tasks({"task": self}, texts)["task"]
+        proba = np.zeros((len(texts), len(self.classes)))
+        with torch.no_grad():
+            for idx in length_batches(texts, self.params.eval_batch_size):
+                proba[idx] = self.proba_from_states(*self._prefix.hidden([texts[i] for i in idx]))
+        return proba
+
     def predict(self, texts: Sequence[str]) -> list[str]:
         return predict_from_proba(self.predict_proba(texts), self.classes)
+
+    def save(self, folder: Path) -> None:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        shared = shared_encoder_dir(folder, self._base_key)
+        if not (shared / "config.json").exists():
+            AutoModel.from_pretrained(self._base_dir, use_safetensors=True).save_pretrained(shared)
+            self._tokenizer.save_pretrained(shared)
+        save_safetensors(trained_state(self._model, self._frozen_layers()), folder / "top.safetensors")
+        self._model.config.to_json_file(folder / "config.json")
+        meta = {"classes": self.classes, "seed": self.seed, "params": self.params.model_dump(),
+                "precision": self.precision, "encoder_key": self._base_key,
+                "encoder_dir": os.path.relpath(shared, folder)}
+        (folder / self.SETTINGS_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+
+    @classmethod
+    def load(cls, folder: Path) -> Self:
+        folder = Path(folder)
+        meta = json.loads((folder / cls.SETTINGS_FILE).read_text(encoding="utf-8"))
+        clf = cls(cls.Params(**meta["params"]), meta["classes"], meta["seed"])
+        clf._base_dir, clf._base_key = resolve_shared_encoder(folder, meta["encoder_dir"]), meta["encoder_key"]
+        clf._tokenizer = AutoTokenizer.from_pretrained(clf._base_dir)
+        clf._model = clf._build(clf._base_dir, folder)
+        top = load_safetensors(folder / "top.safetensors")
+        expected = trained_state(clf._model, clf._frozen_layers())
+        if set(top) != set(expected):
+            raise ValueError(f"{folder}: top.safetensors does not hold this model's trained layers")
+        clf._model.load_state_dict(top, strict=False)
+        clf._model.to(device()).eval().requires_grad_(False)
+        clf.set_precision(meta["precision"])
+        return clf
+
+    def _build(self, encoder: Path, task_folder: Path) -> PreTrainedModel:
+        """The family's model on the shared encoder's weights, before the task's trained top is loaded."""
+        raise NotImplementedError
+
+
+def score_tasks(classifiers: dict[str, TopLayersTrained], texts: Sequence[str]) -> dict[str, np.ndarray]:
+    """Probabilities per task with one pass of the shared lower layers per batch (the tasks' `lower_key`s
+    must be equal); each task runs only its own top layers and head on those states."""
+    texts = list(texts)
+    first = next(iter(classifiers.values()))
+    on = next(first._scorer.parameters()).device
+    out = {task: np.zeros((len(texts), len(clf.classes))) for task, clf in classifiers.items()}
+    with torch.inference_mode(), progress("scoring", len(texts)) as advance:
+        for idx in length_batches(texts, first.params.eval_batch_size):
+            batch = tokenize(first._tokenizer, [texts[i] for i in idx], first.params.max_length, on)
+            hidden = lower_states(first._scorer.base_model, batch, first._frozen_layers())
+            for task, clf in classifiers.items():
+                out[task][idx] = clf.proba_from_states(hidden, batch["attention_mask"])
+            advance(len(idx))
+    return out
 
 
 def freeze_lower_layers(model: PreTrainedModel, trainable_layers: int) -> None:

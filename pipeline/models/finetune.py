@@ -6,7 +6,6 @@ class-weighted cross-entropy so rare classes count, a few epochs of AdamW with w
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from pathlib import Path
 from typing import Self, Sequence
@@ -14,14 +13,13 @@ from typing import Self, Sequence
 import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
+from transformers import AutoConfig, AutoModelForSequenceClassification, PretrainedConfig, PreTrainedModel
 from transformers.utils import logging as hf_logging
 
-from pipeline.models.weights import ENCODERS, encoder_dir
-from pipeline.models.encoder import (FrozenPrefix, PrecisionSetting, TopLayersTrained, device,
-                                     freeze_lower_layers, frozen_prefix, length_batches, optimizer_and_schedule,
-                                     precision_field, progress, setup_torch, tokenize, training_batches,
-                                     upper_layers)
+from pipeline.models.encoder import (PrecisionSetting, TopLayersTrained, device, freeze_lower_layers,
+                                     frozen_prefix, optimizer_and_schedule, precision_field, progress,
+                                     training_batches, upper_layers)
+from pipeline.models.weights import ENCODERS
 
 
 def balanced_class_weights(labels: Sequence[str], classes: list[str]) -> list[float]:
@@ -48,34 +46,26 @@ class FineTunedTransformer(TopLayersTrained):
         eval_batch_size: int = Field(32, ge=1)
         precision: PrecisionSetting = precision_field()
 
+    SETTINGS_FILE = "finetune.json"
+
     def __init__(self, params: "FineTunedTransformer.Params", classes: list[str], seed: int = 0):
         self.params = params
         self.classes = list(classes)
         self.seed = seed
-        self._model = None
-        self._tokenizer = None
-        self._scorer = None
-        self.precision = "fp32"  # at scoring; fitting and cross-validation always use fp32
-        self._prefix: FrozenPrefix | None = None  # set while training in this process; a loaded model has none
+        self._init_state()
 
     def fit(self, texts: Sequence[str], labels: Sequence[str]) -> Self:
         texts, labels, p, on = list(texts), list(labels), self.params, device()
         unknown = sorted(set(labels) - set(self.classes))
         if unknown:
             raise ValueError(f"labels {unknown} are not classes of this task ({', '.join(self.classes)})")
-        setup_torch(self.seed)  # also fixes the random init of the classification head
-        self._tokenizer = AutoTokenizer.from_pretrained(encoder_dir(p.encoder))
-        verbosity = hf_logging.get_verbosity()
-        hf_logging.set_verbosity_error()  # "newly initialized classifier weights" is the point here
-        try:
-            self._model = AutoModelForSequenceClassification.from_pretrained(
-                encoder_dir(p.encoder), num_labels=len(self.classes),
-                id2label=dict(enumerate(self.classes)), label2id={c: i for i, c in enumerate(self.classes)},
-            ).to(on)
-        finally:
-            hf_logging.set_verbosity(verbosity)
+        self._start_fit()  # seeds torch, which also fixes the random init of the classification head
+        config = AutoConfig.from_pretrained(self._base_dir, num_labels=len(self.classes),
+                                            id2label=dict(enumerate(self.classes)),
+                                            label2id={c: i for i, c in enumerate(self.classes)})
+        self._model = self._build(self._base_dir, config).to(on)
         freeze_lower_layers(self._model, p.trainable_layers)
-        self._prefix = frozen_prefix(encoder_dir(p.encoder), self._frozen_layers(), p.max_length, p.eval_batch_size)
+        self._prefix = frozen_prefix(self._base_dir, self._frozen_layers(), p.max_length, p.eval_batch_size)
         targets = torch.tensor([self.classes.index(label) for label in labels], device=on)
         loss_fn = torch.nn.CrossEntropyLoss(weight=torch.tensor(balanced_class_weights(labels, self.classes),
                                                                 dtype=torch.float32, device=on))
@@ -99,49 +89,30 @@ class FineTunedTransformer(TopLayersTrained):
         return self
 
     def _logits(self, texts: Sequence[str]) -> torch.Tensor:
-        """Logits through the trainable layers and the head, on top of the cached frozen prefix (the same
-        computation as the model's own forward: BERT pools then classifies, MPNet's head takes token 0 itself)."""
-        hidden, mask = self._prefix.hidden(texts)
-        base = self._model.base_model
-        hidden = upper_layers(base, hidden, mask, self._frozen_layers())
-        if getattr(base, "pooler", None) is None:
-            return self._model.classifier(hidden)
-        return self._model.classifier(self._model.dropout(base.pooler(hidden)))
+        """Training logits: the trainable layers and the head on top of the cached frozen prefix."""
+        return head_logits(self._model, *self._prefix.hidden(texts), self._frozen_layers())
 
-    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
-        """Softmax over every schema class; a class unseen in training keeps a small learned probability.
-        Via the prefix cache while training in-process, else through the full (possibly int8) model."""
-        texts = list(texts)
-        cached = self._prefix is not None and self.precision == "fp32"
-        on = next(self._scorer.parameters()).device
-        proba = np.zeros((len(texts), len(self.classes)))
-        with torch.no_grad(), progress("finetune: scoring", len(texts)) as advance:
-            for idx in length_batches(texts, self.params.eval_batch_size):
-                chunk = [texts[i] for i in idx]
-                if cached:
-                    logits = self._logits(chunk)
-                else:
-                    logits = self._scorer(**tokenize(self._tokenizer, chunk, self.params.max_length, on)).logits
-                proba[idx] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
-                advance(len(idx))
-        return proba
+    def proba_from_states(self, hidden: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
+        """Softmax over every schema class; a class unseen in training keeps a small learned probability."""
+        logits = head_logits(self._scorer, hidden, mask, self._frozen_layers())
+        return torch.softmax(logits.float(), dim=-1).cpu().numpy()
 
-    def save(self, folder: Path) -> None:
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        self._model.save_pretrained(folder / "model")
-        self._tokenizer.save_pretrained(folder / "model")
-        meta = {"classes": self.classes, "seed": self.seed, "params": self.params.model_dump(),
-                "precision": self.precision}
-        (folder / "finetune.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    def _build(self, encoder: Path, task: Path | PretrainedConfig) -> PreTrainedModel:
+        """The classifier on the encoder's weights; its head starts random (`task`: a config or a task folder)."""
+        config = task if isinstance(task, PretrainedConfig) else AutoConfig.from_pretrained(task)
+        verbosity = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()  # "newly initialized classifier weights" is the point here
+        try:
+            return AutoModelForSequenceClassification.from_pretrained(encoder, config=config, use_safetensors=True)
+        finally:
+            hf_logging.set_verbosity(verbosity)
 
-    @classmethod
-    def load(cls, folder: Path) -> Self:
-        folder = Path(folder)
-        meta = json.loads((folder / "finetune.json").read_text(encoding="utf-8"))
-        clf = cls(cls.Params(**meta["params"]), meta["classes"], meta["seed"])
-        clf._tokenizer = AutoTokenizer.from_pretrained(folder / "model")
-        clf._model = AutoModelForSequenceClassification.from_pretrained(
-            folder / "model", use_safetensors=True).to(device()).eval()
-        clf.set_precision(meta["precision"])
-        return clf
+
+def head_logits(model: PreTrainedModel, hidden: torch.Tensor, mask: torch.Tensor, start: int) -> torch.Tensor:
+    """Layers from `start` up, then the classification head: the model's own forward from there on (BERT
+    pools then classifies, MPNet's head takes token 0 itself)."""
+    base = model.base_model
+    hidden = upper_layers(base, hidden, mask, start)
+    if getattr(base, "pooler", None) is None:
+        return model.classifier(hidden)
+    return model.classifier(model.dropout(base.pooler(hidden)))

@@ -8,21 +8,19 @@ paragraph is paired with a same-class paragraph (target cosine 1) and a differen
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Self, Sequence
 
 import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
-from transformers import AutoModel, AutoTokenizer
+from transformers import AutoModel, PreTrainedModel
 
 from pipeline.models.embed_lr import LogRegHead
-from pipeline.models.weights import ENCODERS, encoder_dir
-from pipeline.models.encoder import (FrozenPrefix, PrecisionSetting, TopLayersTrained, device,
-                                     freeze_lower_layers, frozen_prefix, length_batches, mean_pool,
-                                     optimizer_and_schedule, precision_field, progress, sentence_embeddings,
-                                     setup_torch, training_batches, upper_layers)
+from pipeline.models.encoder import (PrecisionSetting, TopLayersTrained, device, freeze_lower_layers,
+                                     frozen_prefix, length_batches, mean_pool, optimizer_and_schedule,
+                                     precision_field, progress, training_batches, upper_layers)
+from pipeline.models.weights import ENCODERS
 
 
 def contrastive_pairs(labels: Sequence[str], num_iterations: int, rng: np.random.Generator) -> list[tuple[int, int, float]]:
@@ -64,24 +62,21 @@ class SetFitClassifier(TopLayersTrained):
         C: float = Field(2.0, gt=0, description="inverse L2 strength of the logistic head")
         precision: PrecisionSetting = precision_field()
 
+    SETTINGS_FILE = "setfit.json"
+
     def __init__(self, params: "SetFitClassifier.Params", classes: list[str], seed: int = 0):
         self.params = params
         self.classes = list(classes)
         self.seed = seed
-        self._model = None
-        self._tokenizer = None
-        self._scorer = None
-        self.precision = "fp32"  # at scoring; fitting and cross-validation always use fp32
         self._head: LogRegHead | None = None
-        self._prefix: FrozenPrefix | None = None  # set while training in this process; a loaded model has none
+        self._init_state()
 
     def fit(self, texts: Sequence[str], labels: Sequence[str]) -> Self:
         texts, labels, p = list(texts), list(labels), self.params
-        setup_torch(self.seed)
-        self._tokenizer = AutoTokenizer.from_pretrained(encoder_dir(p.encoder))
-        self._model = AutoModel.from_pretrained(encoder_dir(p.encoder)).to(device())
+        self._start_fit()
+        self._model = AutoModel.from_pretrained(self._base_dir).to(device())
         freeze_lower_layers(self._model, p.trainable_layers)
-        self._prefix = frozen_prefix(encoder_dir(p.encoder), self._frozen_layers(), p.max_length, p.eval_batch_size)
+        self._prefix = frozen_prefix(self._base_dir, self._frozen_layers(), p.max_length, p.eval_batch_size)
         rng = np.random.default_rng(self.seed)
         pairs = contrastive_pairs(labels, p.num_iterations, rng)
         if p.max_pairs is not None and len(pairs) > p.max_pairs:
@@ -89,7 +84,7 @@ class SetFitClassifier(TopLayersTrained):
         if pairs:
             self._train_encoder(texts, pairs)
         self.set_precision("fp32")
-        self._head = LogRegHead(self.classes, p.C, self.seed).fit(self._embed(texts), labels)
+        self._head = LogRegHead(self.classes, p.C, self.seed).fit(self._training_embeddings(texts), labels)
         return self
 
     def _train_encoder(self, texts: list[str], pairs: list[tuple[int, int, float]]) -> None:
@@ -125,39 +120,27 @@ class SetFitClassifier(TopLayersTrained):
         hidden, mask = self._prefix.hidden(texts)
         return mean_pool(upper_layers(self._model, hidden, mask, self._frozen_layers()), mask)
 
-    def _embed(self, texts: Sequence[str]) -> np.ndarray:
-        """Embeddings for the head: via the prefix cache while training in-process (same weights, same
-        numbers), else through the full (possibly int8) model."""
-        texts = list(texts)
-        if self._prefix is None or self.precision != "fp32":
-            return sentence_embeddings(self._scorer, self._tokenizer, texts, self.params.max_length,
-                                       self.params.eval_batch_size, "setfit: embedding")
+    def _training_embeddings(self, texts: list[str]) -> np.ndarray:
+        """Embeddings of the training texts for the head, through the cached frozen prefix."""
         out = np.zeros((len(texts), self._model.config.hidden_size), dtype=np.float32)
         with torch.no_grad():
             for idx in length_batches(texts, self.params.eval_batch_size):
                 out[idx] = self._pooled([texts[i] for i in idx]).float().cpu().numpy()
         return out
 
-    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
-        return self._head.predict_proba(self._embed(texts))
+    def proba_from_states(self, hidden: torch.Tensor, mask: torch.Tensor) -> np.ndarray:
+        top = upper_layers(self._scorer.base_model, hidden, mask, self._frozen_layers())
+        return self._head.predict_proba(mean_pool(top, mask).cpu().numpy())
 
     def save(self, folder: Path) -> None:
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        self._model.save_pretrained(folder / "encoder")
-        self._tokenizer.save_pretrained(folder / "encoder")
-        self._head.save(folder / "head.json")
-        meta = {"classes": self.classes, "seed": self.seed, "params": self.params.model_dump(),
-                "precision": self.precision}
-        (folder / "setfit.json").write_text(json.dumps(meta, indent=2), encoding="utf-8")
+        super().save(folder)
+        self._head.save(Path(folder) / "head.json")
 
     @classmethod
     def load(cls, folder: Path) -> Self:
-        folder = Path(folder)
-        meta = json.loads((folder / "setfit.json").read_text(encoding="utf-8"))
-        clf = cls(cls.Params(**meta["params"]), meta["classes"], meta["seed"])
-        clf._tokenizer = AutoTokenizer.from_pretrained(folder / "encoder")
-        clf._model = AutoModel.from_pretrained(folder / "encoder", use_safetensors=True).to(device()).eval()
-        clf.set_precision(meta["precision"])
-        clf._head = LogRegHead.load(folder / "head.json")
+        clf = super().load(folder)
+        clf._head = LogRegHead.load(Path(folder) / "head.json")
         return clf
+
+    def _build(self, encoder: Path, task_folder: Path) -> PreTrainedModel:
+        return AutoModel.from_pretrained(encoder, use_safetensors=True)

@@ -28,6 +28,7 @@ class TfidfLogReg:
 
     multithreaded = False  # scored in worker processes, one per core
     precisions = ()  # float64 only: no reduced-precision variant
+    shares_lower_layers = False
     arrow_input = True  # predict_proba takes an Arrow string array as well as a list
 
     class Params(BaseModel):
