@@ -167,7 +167,7 @@ def hf_labels(model, texts: list[str]) -> dict[str, list[str]]:
     if model.family == "embed_lr":
         first = next(iter(model.classifiers.values()))
         frozen = first._encoder()
-        shared = embed(frozen.model, frozen.tokenizer, first.params.max_length)
+        shared = embed(frozen.scorer, frozen.tokenizer, first.params.max_length)  # the fp32 encoder
     for task, clf in model.classifiers.items():
         vectors = shared if model.family == "embed_lr" else embed(clf._model, clf._tokenizer, clf.params.max_length)
         out[task] = [clf.classes[i] for i in clf._head.predict_proba(vectors).argmax(axis=1)]
@@ -214,7 +214,7 @@ def measure(family: str, model_dir: Path, n: int, rss_rows: int, work: Path) -> 
     return figures
 
 
-def peak_rss(family: str, model_dir: Path, rows: int, work: Path) -> dict:
+def peak_rss(family: str, model_dir: Path, rows: int, work: Path, precision: str | None) -> dict:
     """Peak RSS (MB) of a streamed Parquet -> Parquet run over `rows` paragraphs, in this (child) process;
     worker processes' peaks are added (an upper bound of the total)."""
     from pipeline.model import StanceModel
@@ -224,10 +224,8 @@ def peak_rss(family: str, model_dir: Path, rows: int, work: Path) -> dict:
     write_table(path, lambda start, count: [f"{base[(start + i) % len(base)]} [r{start + i}]" for i in range(count)],
                 rows)
     model = StanceModel.load(model_dir)
-    if family in TRANSFORMER_FAMILIES:
-        from pipeline.precision import choose_precision
-
-        choose_precision(model, seed_paragraphs()[:AGREEMENT_PARAGRAPHS], "auto")
+    if precision:
+        model.set_precision(precision)  # as the timing run chose it; only that precision's weights are loaded
     per_s = end_to_end(model, path, work / "rss-out.parquet")
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     from pipeline.scoring.core import scoring_workers
@@ -242,13 +240,14 @@ def child(args) -> None:
     if args.child == "measure":
         result = measure(args.family, Path(args.model_dir[0]), args.paragraphs, args.rss_rows, work)
     else:
-        result = peak_rss(args.family, Path(args.model_dir[0]), args.rss_rows, work)
+        result = peak_rss(args.family, Path(args.model_dir[0]), args.rss_rows, work, args.precision)
     print(json.dumps(result))
 
 
-def run_child(kind: str, family: str, model_dir: Path, paragraphs: int, rss_rows: int) -> dict:
+def run_child(kind: str, family: str, model_dir: Path, paragraphs: int, rss_rows: int,
+              precision: str | None = None) -> dict:
     command = [sys.executable, __file__, "--child", kind, "--family", family, "--model-dir", str(model_dir),
-               "-n", str(paragraphs), "--rss-rows", str(rss_rows)]
+               "-n", str(paragraphs), "--rss-rows", str(rss_rows)] + (["--precision", precision] if precision else [])
     done = subprocess.run(command, stdout=subprocess.PIPE, text=True, cwd=REPO, env={**os.environ})
     if done.returncode != 0:
         return {"error": f"{kind} failed with exit status {done.returncode} (see stderr)"}
@@ -269,6 +268,7 @@ def main() -> None:
                              "char n-grams, 600 transformer]")
     parser.add_argument("--child", choices=["measure", "rss"], help=argparse.SUPPRESS)
     parser.add_argument("--family", help=argparse.SUPPRESS)
+    parser.add_argument("--precision", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(args)
@@ -296,7 +296,8 @@ def main() -> None:
         log(f"{family}: timing on {n} paragraphs")
         report["families"][family] = run_child("measure", family, folder, n, rows)
         log(f"{family}: memory over {rows} streamed paragraphs")
-        memory = run_child("rss", family, folder, n, rows)
+        chosen = (report["families"][family].get("precision") or {}).get("precision")
+        memory = run_child("rss", family, folder, n, rows, chosen)
         report["peak_rss_mb_1m"][family] = memory.get("peak_rss_mb")
         report["rows_scored"][family] = memory.get("rows_scored")
         report["families"][family]["rss_run_per_s"] = memory.get("per_s")

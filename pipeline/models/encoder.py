@@ -175,13 +175,15 @@ class FrozenEncoder:
     was trained on are also kept on disk across processes (EmbeddingCache).
     """
 
-    MEMO_LIMIT = 200_000
+    MEMO_LIMIT = 20_000  # texts (~3 KB each with mpnet): a corpus for CV, a few batches when scoring
 
     def __init__(self, folder: Path, precision: str, key: str | None = None, cache_dir: Path | None = None):
         self.folder = folder
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
-        self.model = AutoModel.from_pretrained(folder, use_safetensors=True).to(device()).eval()
-        self.scorer = inference_model(self.model, precision)
+        # only the model at `precision` stays in memory (a bf16 or int8 encoder drops its fp32 original)
+        self.scorer = inference_model(AutoModel.from_pretrained(folder, use_safetensors=True).to(device()).eval(),
+                                      precision)
+        self.hidden_size = self.scorer.config.hidden_size
         self._memo: dict[tuple[int, str], np.ndarray] = {}
         self._disk_prefix = None if cache_dir is None or key is None else cache_dir / f"{key}-{precision}"
         self._disk: dict[int, EmbeddingCache] = {}
@@ -205,11 +207,12 @@ class FrozenEncoder:
             self._memo.update({(max_length, t): v for t, v in zip(todo, vectors)})
             if persist and disk is not None:
                 disk.add(todo, vectors)
-        dim = self.model.config.hidden_size
+        dim = self.hidden_size
         return np.stack([self._memo[(max_length, t)] for t in texts]) if texts else np.zeros((0, dim), np.float32)
 
     def save(self, folder: Path) -> None:
-        self.model.save_pretrained(folder)
+        """The encoder's own files (fp32, whatever precision this copy scores at)."""
+        AutoModel.from_pretrained(self.folder, use_safetensors=True).save_pretrained(folder)
         self.tokenizer.save_pretrained(folder)
 
 
