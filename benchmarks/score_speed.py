@@ -227,12 +227,23 @@ def peak_rss(family: str, model_dir: Path, rows: int, work: Path, precision: str
     if precision:
         model.set_precision(precision)  # as the timing run chose it; only that precision's weights are loaded
     per_s = end_to_end(model, path, work / "rss-out.parquet")
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    own = own_peak_rss_mb()
     from pipeline.scoring.core import scoring_workers
 
     workers = scoring_workers(model, None)
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024 * (workers if workers > 1 else 0)
     return {"peak_rss_mb": own + children, "rows_scored": rows, "per_s": per_s, "workers": workers}
+
+
+def own_peak_rss_mb() -> float:
+    """This process's peak RSS since it started. Linux's VmHWM, not getrusage's ru_maxrss: after exec,
+    ru_maxrss still counts the RSS of the parent it was forked from (the benchmark's, which trained models)."""
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def child(args) -> None:
