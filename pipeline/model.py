@@ -21,7 +21,8 @@ import pyarrow as pa
 import yaml
 
 from pipeline.calibration import apply_temperature
-from pipeline.models import TextClassifier, build_classifier, family_class
+from pipeline.models import build_classifier, family_class
+from pipeline.models.base import StanceClassifier
 from pipeline.schema import LabelSchema
 
 
@@ -71,7 +72,7 @@ def verify_files(folder: Path, manifest: dict[str, str] | None, against: str = M
 
 
 class StanceModel:
-    def __init__(self, schema: LabelSchema, family: str, classifiers: dict[str, TextClassifier],
+    def __init__(self, schema: LabelSchema, family: str, classifiers: dict[str, StanceClassifier],
                  temperatures: dict[str, float] | None = None, provenance: dict[str, Any] | None = None):
         self.schema = schema
         self.family = family
@@ -93,7 +94,7 @@ class StanceModel:
     def predict_proba(self, texts: Sequence[str] | pa.Array) -> dict[str, np.ndarray]:
         """Calibrated class probabilities per task, columns in schema class order. An Arrow string
         array goes as is to the families that declare `arrow_input` (no Python string per row)."""
-        if all(getattr(clf, "arrow_input", False) for clf in self.classifiers.values()):
+        if all(clf.arrow_input for clf in self.classifiers.values()):
             texts = texts if isinstance(texts, pa.Array) else pa.array(list(texts), pa.string())
         else:
             texts = texts.to_pylist() if isinstance(texts, pa.Array) else list(texts)

@@ -261,7 +261,7 @@ def test_csv_export_neutralises_formulas():
 
 @pytest.mark.parametrize("n_classes", [1, 2, 3])
 def test_logistic_head_saves_as_json_and_predicts_identically(tmp_path, n_classes):
-    from pipeline.models.embed_lr import LogRegHead
+    from pipeline.models.head import LogRegHead
 
     rng = np.random.default_rng(0)
     X = rng.normal(size=(30, 8))

@@ -116,7 +116,7 @@ class FastModel:
                     classes: dict[str, list[str]]) -> dict[str, np.ndarray] | None:
         """Per task, fit on `rows[task]` = [(row of X, label)] and predict every row of X;
         None until every task has labels."""
-        from pipeline.models.embed_lr import LogRegHead
+        from pipeline.models.head import LogRegHead
 
         if not all(rows.get(task) for task in classes):
             return None

@@ -24,7 +24,7 @@ from safetensors.torch import load_file as load_safetensors, save_file as save_s
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 from transformers.masking_utils import create_bidirectional_mask
 
-from pipeline.models import predict_from_proba
+from pipeline.models.base import StanceClassifier
 from pipeline.models.weights import cache_root, encoder_dir
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -339,7 +339,7 @@ def resolve_shared_encoder(task_folder: Path, relative: str) -> Path:
     return encoder
 
 
-class TopLayersTrained:
+class TopLayersTrained(StanceClassifier):
     """What SetFit and fine-tuning share: only the top `trainable_layers` train (on a FrozenPrefix), so the
     embeddings and lower layers of every task are the packaged encoder's. A saved model keeps that encoder
     once (`encoders/<key>`, beside `tasks/`) and each task only its trained top (`top.safetensors`); when
@@ -352,7 +352,7 @@ class TopLayersTrained:
     multithreaded = True  # torch inference uses every core; scoring needs no worker processes
     precisions = PRECISIONS
     shares_lower_layers = True
-    SETTINGS_FILE = ""
+    SETTINGS_FILE = ""  # the family's settings file in a task folder
 
     def _init_state(self) -> None:
         self._model = None
@@ -395,9 +395,6 @@ class TopLayersTrained:
                 proba[idx] = self.proba_from_states(*self._prefix.hidden([texts[i] for i in idx]))
         return proba
 
-    def predict(self, texts: Sequence[str]) -> list[str]:
-        return predict_from_proba(self.predict_proba(texts), self.classes)
-
     def save(self, folder: Path) -> None:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
@@ -407,8 +404,7 @@ class TopLayersTrained:
             self._tokenizer.save_pretrained(shared)
         save_safetensors(trained_state(self._model, self._frozen_layers()), folder / "top.safetensors")
         self._model.config.to_json_file(folder / "config.json")
-        meta = {"classes": self.classes, "seed": self.seed, "params": self.params.model_dump(),
-                "precision": self.precision, "encoder_key": self._base_key,
+        meta = {**self.settings(), "precision": self.precision, "encoder_key": self._base_key,
                 "encoder_dir": os.path.relpath(shared, folder)}
         (folder / self.SETTINGS_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
 
@@ -416,7 +412,7 @@ class TopLayersTrained:
     def load(cls, folder: Path) -> Self:
         folder = Path(folder)
         meta = json.loads((folder / cls.SETTINGS_FILE).read_text(encoding="utf-8"))
-        clf = cls(cls.Params(**meta["params"]), meta["classes"], meta["seed"])
+        clf = cls.from_settings(meta)
         clf._base_dir, clf._base_key = resolve_shared_encoder(folder, meta["encoder_dir"]), meta["encoder_key"]
         clf._tokenizer = AutoTokenizer.from_pretrained(clf._base_dir)
         clf._model = clf._build(clf._base_dir, folder)

@@ -46,12 +46,11 @@ class FineTunedTransformer(TopLayersTrained):
         eval_batch_size: int = Field(32, ge=1)
         precision: PrecisionSetting = precision_field()
 
+    family = "finetune"
     SETTINGS_FILE = "finetune.json"
 
-    def __init__(self, params: "FineTunedTransformer.Params", classes: list[str], seed: int = 0):
-        self.params = params
-        self.classes = list(classes)
-        self.seed = seed
+    def __init__(self, classes: Sequence[str], seed: int = 0, **hyperparams):
+        super().__init__(classes, seed, **hyperparams)
         self._init_state()
 
     def fit(self, texts: Sequence[str], labels: Sequence[str]) -> Self:

@@ -16,10 +16,10 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from transformers import AutoModel, PreTrainedModel
 
-from pipeline.models.embed_lr import LogRegHead
 from pipeline.models.encoder import (PrecisionSetting, TopLayersTrained, device, freeze_lower_layers,
                                      frozen_prefix, length_batches, mean_pool, optimizer_and_schedule,
                                      precision_field, progress, training_batches, upper_layers)
+from pipeline.models.head import LogRegHead
 from pipeline.models.weights import ENCODERS
 
 
@@ -62,12 +62,11 @@ class SetFitClassifier(TopLayersTrained):
         C: float = Field(2.0, gt=0, description="inverse L2 strength of the logistic head")
         precision: PrecisionSetting = precision_field()
 
+    family = "setfit"
     SETTINGS_FILE = "setfit.json"
 
-    def __init__(self, params: "SetFitClassifier.Params", classes: list[str], seed: int = 0):
-        self.params = params
-        self.classes = list(classes)
-        self.seed = seed
+    def __init__(self, classes: Sequence[str], seed: int = 0, **hyperparams):
+        super().__init__(classes, seed, **hyperparams)
         self._head: LogRegHead | None = None
         self._init_state()
 

@@ -16,19 +16,18 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from sklearn.linear_model import LogisticRegression
 
-from pipeline.models import predict_from_proba
+from pipeline.models.base import StanceClassifier
 from pipeline.models.tfidf_features import Analyzer, fit_vocabulary, tfidf_matrix
 
 MODEL_FILE = "model.json"
 WEIGHTS_FILE = "weights.npz"
 
 
-class TfidfLogReg:
+class TfidfLogReg(StanceClassifier):
     """Strong, fast, transparent baseline; works from a handful of examples per class."""
 
-    multithreaded = False  # scored in worker processes, one per core
-    precisions = ()  # float64 only: no reduced-precision variant
-    shares_lower_layers = False
+    family = "tfidf_lr"
+    multithreaded = False  # scored in worker processes, one per core; float64 only: no reduced precision
     arrow_input = True  # predict_proba takes an Arrow string array as well as a list
 
     class Params(BaseModel):
@@ -39,10 +38,8 @@ class TfidfLogReg:
         min_df: int = Field(1, ge=1)
         max_features: int = Field(50000, ge=100)
 
-    def __init__(self, params: "TfidfLogReg.Params", classes: list[str], seed: int = 0):
-        self.params = params
-        self.classes = list(classes)
-        self.seed = seed
+    def __init__(self, classes: Sequence[str], seed: int = 0, **hyperparams):
+        super().__init__(classes, seed, **hyperparams)
         self.analyzers: list[Analyzer] = []
         self.coef: np.ndarray | None = None  # (classes seen in training, features)
         self.intercept: np.ndarray | None = None
@@ -80,13 +77,9 @@ class TfidfLogReg:
         proba[:, [self.classes.index(name) for name in self.seen]] = raw
         return proba
 
-    def predict(self, texts: Sequence[str]) -> list[str]:
-        return predict_from_proba(self.predict_proba(texts), self.classes)
-
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
-        meta = {"params": self.params.model_dump(), "classes": self.classes, "seed": self.seed, "seen": self.seen,
-                "analyzers": [a.describe() for a in self.analyzers]}
+        meta = {**self.settings(), "seen": self.seen, "analyzers": [a.describe() for a in self.analyzers]}
         (folder / MODEL_FILE).write_text(json.dumps(meta, ensure_ascii=False), encoding="utf-8")
         arrays = {f"idf_{i}": a.idf for i, a in enumerate(self.analyzers)}
         np.savez(folder / WEIGHTS_FILE, coef=self.coef, intercept=self.intercept, **arrays)
@@ -94,7 +87,7 @@ class TfidfLogReg:
     @classmethod
     def load(cls, folder: Path) -> Self:
         meta = json.loads((folder / MODEL_FILE).read_text(encoding="utf-8"))
-        clf = cls(cls.Params(**meta["params"]), meta["classes"], meta["seed"])
+        clf = cls.from_settings(meta)
         with np.load(folder / WEIGHTS_FILE, allow_pickle=False) as weights:
             clf.coef, clf.intercept = weights["coef"], weights["intercept"]
             clf.analyzers = [Analyzer.restore(spec, weights[f"idf_{i}"]) for i, spec in enumerate(meta["analyzers"])]

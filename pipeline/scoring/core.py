@@ -124,7 +124,7 @@ def scoring_workers(model, workers: int | None) -> int:
     every core in-process (torch families declare `multithreaded = True`)."""
     if workers is not None:
         return workers
-    threaded = any(getattr(clf, "multithreaded", False) for clf in model.classifiers.values())
+    threaded = any(clf.multithreaded for clf in model.classifiers.values())
     return 1 if threaded else (os.cpu_count() or 1)
 
 
