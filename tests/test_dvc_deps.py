@@ -25,7 +25,9 @@ from support import REPO
 PACKAGE = "pipeline"
 FAMILY_REF = re.compile(r"^(pipeline(?:\.\w+)+):\w+$")  # "pipeline.models.tfidf_lr:TfidfLogReg"
 MLFLOW_STORE = ("mlflow.db", "mlruns", "mlartifacts")  # the tracking service's files, not stage inputs
-TEMPLATES = REPO / PACKAGE / "templates"  # package files a stage reads, not imports
+# Package files a stage reads rather than imports; checked statically only: `train` copies the whole
+# package into its MLflow model (code for `mlflow models serve`), which reads every file without using it.
+TEMPLATES = REPO / PACKAGE / "templates"
 
 
 def _interpolate(value, params: dict):
@@ -216,8 +218,6 @@ def test_each_stage_reads_and_loads_only_what_it_declares(trained_project, tmp_p
                                                                                              *MLFLOW_STORE]
         reads = sorted({Path(p).relative_to(root).as_posix() for p in seen["reads"]
                         if Path(p).is_relative_to(root) and Path(p).is_file()})
-        reads += sorted({Path(p).relative_to(REPO).as_posix() for p in seen["reads"]
-                         if Path(p).is_relative_to(TEMPLATES) and Path(p).is_file()})
         undeclared = [p for p in reads if not covered(p, allowed)]
         assert not undeclared, f"{name} reads {undeclared}, which dvc.yaml does not declare"
         loaded = [module_file(m) for m in seen["modules"] if module_file(m)]
