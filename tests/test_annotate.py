@@ -303,7 +303,7 @@ def test_conflicts_and_adjudication_file(tmp_path):
     decided = add_adjudication(decided, annotations, SCHEMA, Adjudication("p1", task, a, "lead", "on reflection"))
     path = tmp_path / "labels" / "adjudications.jsonl"
     path.parent.mkdir()
-    write_adjudications(path, decided)
+    write_adjudications(path, decided, store_at(tmp_path).lock)
     assert load_adjudications(path, SCHEMA) == [Adjudication("p1", task, a, "lead", "on reflection")]
     assert list_conflicts(annotations, decided)[0].adjudication.adjudicator == "lead"
     with pytest.raises(ValueError, match="unknown class"):

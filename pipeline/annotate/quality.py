@@ -69,11 +69,11 @@ def add_adjudication(existing: list[Adjudication], annotations: list[Annotation]
     return kept + [decision]
 
 
-def write_adjudications(path: Path, adjudications: list[Adjudication]) -> None:
-    """Sorted by (paragraph_id, task), atomically, under the label store's lock."""
+def write_adjudications(path: Path, adjudications: list[Adjudication], lock: FileLock) -> None:
+    """Sorted by (paragraph_id, task), atomically, under `lock` (the label store's)."""
     records = [{"paragraph_id": a.paragraph_id, "task": a.task, "label": a.label,
                 "adjudicator": a.adjudicator, "note": a.note} for a in adjudications]
-    with FileLock(str(path.parent / "store.sqlite.lock")):
+    with lock:
         write_jsonl_sorted(path, records, ("paragraph_id", "task"))
 
 
