@@ -291,7 +291,7 @@ def main() -> None:
         wanted = args.families.split(",") if args.families else list(VARIANTS)
         folders = {f: Path(given[f]) if f in given else train_tiny(f, Path(tmp.name) / f) for f in wanted}
     else:
-        from pipeline.tracking import load_champion
+        from pipeline.champion import load_champion
 
         model = load_champion(args.model)
         folder = Path(tmp.name) / "model"

@@ -422,39 +422,28 @@ def _percent(rate: dict[str, Any]) -> str:
     return "—" if rate["pass_rate"] is None else f"{rate['pass_rate']:.0%} ({rate['passed']}/{rate['n']})"
 
 
-def card_section(report: dict[str, Any]) -> list[str]:
-    """The model card's markdown lines: pass rate per test and task, with n and what each test checks."""
+def pass_rates(report: dict[str, Any]) -> dict[str, Any]:
+    """The report's pass rates as table cells, per test and task and in total: what the model card's
+    behaviour section (templates/model_card.md.j2) and the console table show."""
     tasks = list(report["by_task"])
-    lines = [
-        "## Behavioural tests (CheckList style)",
-        "",
-        f"Measured on `{report['model']}` ({report['family']}) with the suites in `labels/behaviour/` "
-        "(`stance behaviour` runs them alone). INV: the predicted class of a task must not change when named entities are swapped "
-        "or numbers scaled (a base passes only if every perturbed copy keeps its class). DIR: the text must get the "
-        "expected class and/or lower the probability of the class it moves away from. Reported, not a gate; "
-        "cell = pass rate (passed/n task checks).",
-        "",
-        "| test | type | what it checks | cases | " + " | ".join(tasks) + " | all tasks |",
-        "|---|---|---|---|" + "---|" * (len(tasks) + 1),
-    ]
-    for name, t in report["tests"].items():
-        cells = [_percent(t["by_task"][task]) if task in t["by_task"] else "—" for task in tasks]
-        lines.append(f"| {name} | {t['type']} | {t['checks']} | {t['cases']} | " + " | ".join(cells)
-                     + f" | {_percent(t)} |")
-    lines.append("| **all tests** | | | | " + " | ".join(_percent(report["by_task"][task]) for task in tasks) + " | |")
-    return lines + [""]
+    return {
+        "tasks": tasks,
+        "tests": [{"name": name, "type": t["type"], "checks": t["checks"], "cases": t["cases"],
+                   "by_task": [_percent(t["by_task"][task]) if task in t["by_task"] else "—" for task in tasks],
+                   "all": _percent(t)} for name, t in report["tests"].items()],
+        "all": [_percent(report["by_task"][task]) for task in tasks],
+    }
 
 
 def rich_table(report: dict[str, Any]):
-    """The same figures as `card_section`, as a rich table for the console."""
+    """The model card's pass rates as a rich table for the console."""
     from rich.table import Table
 
-    tasks = list(report["by_task"])
+    rates = pass_rates(report)
     table = Table(title=f"behavioural tests: {report['model']} ({report['family']})")
-    for column in ("test", "type", "cases", *tasks, "all tasks"):
+    for column in ("test", "type", "cases", *rates["tasks"], "all tasks"):
         table.add_column(column, justify="left" if column in ("test", "type") else "right")
-    for name, t in report["tests"].items():
-        table.add_row(name, t["type"], str(t["cases"]),
-                      *[_percent(t["by_task"][task]) if task in t["by_task"] else "—" for task in tasks], _percent(t))
-    table.add_row("all tests", "", "", *[_percent(report["by_task"][task]) for task in tasks], "", style="bold")
+    for t in rates["tests"]:
+        table.add_row(t["name"], t["type"], str(t["cases"]), *t["by_task"], t["all"])
+    table.add_row("all tests", "", "", *rates["all"], "", style="bold")
     return table

@@ -108,6 +108,8 @@ class RegisterParams(Strict):
     metric: str = "macro_f1"
     champion: str = Field("metrics/champion.json", description="the decision, as a DVC metric")
     card: str = "MODEL_CARD.md"
+    min_test_support: int = Field(20, ge=1, description="the card warns of a class with fewer test examples: "
+                                                         "its F1 is noise")
 
 
 class MlflowParams(Strict):

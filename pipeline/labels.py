@@ -12,7 +12,7 @@ import json
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 from sklearn.metrics import cohen_kappa_score
@@ -67,22 +67,27 @@ def jsonl_lines(text: str) -> Iterator[tuple[int, str]]:
         yield number, line.removesuffix("\r")
 
 
+def parse_json(text: str, where: str, expected: type, what: str, problems: list[str],
+               first_line: int = 1) -> Any | None:
+    """`text`, which starts at line `first_line` of `where`, parsed as JSON of type `expected` (`what` names
+    it); None when it is malformed or of another type, with a problem naming the line added to `problems`."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        problems.append(f"{where}:{first_line + err.lineno - 1}: malformed JSON ({err.msg} at column {err.colno})")
+        return None
+    if not isinstance(value, expected):
+        problems.append(f"{where}:{first_line}: expected {what}, got {type(value).__name__}")
+        return None
+    return value
+
+
 def json_objects(text: str, where: str, problems: list[str]) -> Iterator[tuple[int, str, dict]]:
     """(line number, "file:line", object) for each JSON object line; blank lines are skipped, and a line
     that is not a JSON object becomes a problem naming its line."""
     for lineno, line in jsonl_lines(text):
-        if not line.strip():
-            continue
-        at = f"{where}:{lineno}"
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as err:
-            problems.append(f"{at}: malformed JSON ({err.msg} at column {err.colno})")
-            continue
-        if not isinstance(obj, dict):
-            problems.append(f"{at}: expected a JSON object, got {type(obj).__name__}")
-            continue
-        yield lineno, at, obj
+        if line.strip() and (obj := parse_json(line, where, dict, "a JSON object", problems, lineno)) is not None:
+            yield lineno, f"{where}:{lineno}", obj
 
 
 def _read_records(path: Path, fields: dict[str, bool], schema: LabelSchema,

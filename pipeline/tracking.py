@@ -1,4 +1,4 @@
-"""MLflow wiring: where runs go, what provenance they carry, and loading the champion.
+"""MLflow wiring: where runs go and what provenance they carry (loading models: pipeline/champion.py).
 
 The tracking store defaults to `sqlite:///<repo>/mlflow.db` as an absolute path. During
 `dvc exp run --queue` a stage runs in a temporary copy of the repo under .dvc/tmp/exps/;
@@ -97,44 +97,3 @@ def data_versions() -> dict[str, str]:
     if paragraphs.exists():
         versions["data.paragraphs.md5"] = file_md5(paragraphs)
     return versions
-
-
-def champion_uri() -> str:
-    params = load_params().registry
-    return f"models:/{params.model_name}@{params.alias}"
-
-
-def load_champion(model_uri: str | None = None):
-    """A StanceModel from a folder, any MLflow model URI, or (default) the registered champion."""
-    from pipeline.model import StanceModel
-
-    if model_uri and Path(model_uri).is_dir() and (Path(model_uri) / "stance_model.json").exists():
-        return StanceModel.load(Path(model_uri))
-    from pipeline.pyfunc import RUN_MANIFEST, stance_model_folder
-
-    mlflow = configure()
-    uri = model_uri or champion_uri()
-    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
-    expected = None
-    if run_id := _run_of(mlflow, uri):
-        try:
-            expected = mlflow.artifacts.load_dict(f"runs:/{run_id}/{RUN_MANIFEST}")
-        except Exception as err:  # noqa: BLE001 - mlflow raises several types for a missing artifact
-            from pipeline.model import ModelIntegrityError
-            raise ModelIntegrityError(f"{uri}: run {run_id} has no {RUN_MANIFEST} to check the model files "
-                                      f"against ({type(err).__name__}); re-train it with this version") from None
-    return StanceModel.load(stance_model_folder(local), expected_files=expected)
-
-
-def _run_of(mlflow, uri: str) -> str | None:
-    """The run that logged `uri` (models:/name@alias, models:/name/version, runs:/id/...), else None."""
-    if uri.startswith("runs:/"):
-        return uri.removeprefix("runs:/").split("/")[0]
-    if uri.startswith("models:/"):
-        client = mlflow.MlflowClient()
-        name, _, rest = uri.removeprefix("models:/").partition("@")
-        if rest:
-            return client.get_model_version_by_alias(name, rest).run_id
-        name, _, version = name.rpartition("/")
-        return client.get_model_version(name, version).run_id if name and version.isdigit() else None
-    return None

@@ -19,7 +19,8 @@ from pipeline.annotate.paragraphs import ParagraphPool
 from pipeline.annotate.learner import champion_predictor
 from pipeline.annotate.queue import (QueueOptions, disagreement_scores, next_paragraph, queue_components,
                                      queue_scores, rarity_scores, uncertainty_scores)
-from pipeline.annotate.quality import add_adjudication, list_conflicts, suspicious_labels, write_adjudications
+from pipeline.annotate.quality import (add_adjudication, list_conflicts, out_of_fold_proba, suspicious_labels,
+                                      write_adjudications)
 from pipeline.annotate.store import LabelStore
 from pipeline.labels import (Adjudication, Annotation, LabelFileError, load_adjudications, load_annotations,
                              model_agreement)
@@ -302,7 +303,7 @@ def test_conflicts_and_adjudication_file(tmp_path):
     decided = add_adjudication(decided, annotations, SCHEMA, Adjudication("p1", task, a, "lead", "on reflection"))
     path = tmp_path / "labels" / "adjudications.jsonl"
     path.parent.mkdir()
-    write_adjudications(path, decided)
+    write_adjudications(path, decided, store_at(tmp_path).lock)
     assert load_adjudications(path, SCHEMA) == [Adjudication("p1", task, a, "lead", "on reflection")]
     assert list_conflicts(annotations, decided)[0].adjudication.adjudicator == "lead"
     with pytest.raises(ValueError, match="unknown class"):
@@ -327,6 +328,18 @@ def test_suspicious_flags_a_flipped_label():
     found = suspicious_labels(annotations, [], paragraphs, SCHEMA, "tfidf_lr", {"char_ngrams": False}, 0, 3)
     assert "p4" in set(found["paragraph_id"])
     assert found.set_index("paragraph_id").at["p4", "suggested"] == classes[1]
+
+
+def test_out_of_fold_proba_covers_every_labelled_row():
+    """Suspicious-label search needs a probability for every labelled paragraph, real or authored,
+    even with fewer articles than folds."""
+    classes = SCHEMA.labels(TASKS[0])
+    texts = [f"{word} paragraph {i}" for i, word in enumerate(["alpha", "beta", "gamma"] * 4)]
+    y = np.array([i % 3 for i in range(12)])
+    groups = [f"a{i // 3}" for i in range(12)]
+    proba = out_of_fold_proba(texts, y, groups, classes, "tfidf_lr", {"char_ngrams": False}, 0, n_splits=10)
+    assert proba.shape == (12, len(classes))
+    assert np.allclose(proba.sum(axis=1), 1.0)
 
 
 # --- the real server ----------------------------------------------------------------------

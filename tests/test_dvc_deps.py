@@ -1,5 +1,6 @@
 """dvc.yaml is honest: every stage declares each module of the package it imports and each project file
-it reads, and declares no module it does not import, so `dvc repro` reruns exactly what a change touches.
+it reads (package templates included), and declares no module it does not import, so `dvc repro` reruns
+exactly what a change touches.
 
 Imports are found twice: statically (the module graph from the stage's `stance` command, function-level
 imports and "module:Class" family names included) and at run time (the package modules loaded while the
@@ -24,6 +25,9 @@ from support import REPO
 PACKAGE = "pipeline"
 FAMILY_REF = re.compile(r"^(pipeline(?:\.\w+)+):\w+$")  # "pipeline.models.tfidf_lr:TfidfLogReg"
 MLFLOW_STORE = ("mlflow.db", "mlruns", "mlartifacts")  # the tracking service's files, not stage inputs
+# Package files a stage reads rather than imports; checked statically only: `train` copies the whole
+# package into its MLflow model (code for `mlflow models serve`), which reads every file without using it.
+TEMPLATES = REPO / PACKAGE / "templates"
 
 
 def _interpolate(value, params: dict):
@@ -114,20 +118,30 @@ def command_imports(command: str) -> set[str]:
     return {"pipeline", "pipeline.cli"} | _imported(ast.Module(_cli_imports()[0], [])) | _imported(function)
 
 
+def _templates(tree: ast.AST) -> set[str]:
+    """Templates of pipeline/templates/ a module names (the file name as a string constant): files it reads."""
+    names = {p.name for p in TEMPLATES.iterdir()} if TEMPLATES.is_dir() else set()
+    return {(TEMPLATES / node.value).relative_to(REPO).as_posix() for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in names}
+
+
 def static_closure(command: str) -> set[str]:
-    seen, todo = set(), list(command_imports(command))
+    """The package files `stance <command>` imports or reads: its modules and the templates they name."""
+    seen, todo, templates = set(), list(command_imports(command)), set()
     while todo:
         name = todo.pop()
         if name in seen:
             continue
         seen.add(name)
         if name != "pipeline.cli":
-            todo += _imported(ast.parse((REPO / module_file(name)).read_text(encoding="utf-8")))
-    return {module_file(m) for m in seen}
+            tree = ast.parse((REPO / module_file(name)).read_text(encoding="utf-8"))
+            todo += _imported(tree)
+            templates |= _templates(tree)
+    return {module_file(m) for m in seen} | templates
 
 
 @pytest.mark.parametrize("name", list(dvc_stages()))
-def test_stage_declares_exactly_the_modules_it_imports(name):
+def test_stage_declares_exactly_the_modules_and_templates_it_uses(name):
     stage = dvc_stages()[name]
     command = stage["cmd"].split()[1]
     modules = static_closure(command)

@@ -311,8 +311,8 @@ def test_a_model_whose_files_do_not_match_is_refused(saved_model, tamper, tmp_pa
 def test_mlflow_run_manifest_is_recorded_and_checked_on_load(saved_model, tmp_path, monkeypatch):
     import mlflow
 
+    from pipeline.champion import load_champion
     from pipeline.pyfunc import RUN_MANIFEST, log_stance_model
-    from pipeline.tracking import load_champion
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     monkeypatch.setenv("STANCE_ROOT", str(REPO))

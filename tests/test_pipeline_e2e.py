@@ -102,7 +102,7 @@ def test_alias_moves_only_when_the_new_model_wins(trained_copy):
 def test_pyfunc_gives_the_same_output_as_the_stance_model(trained):
     import mlflow.pyfunc
 
-    from pipeline.tracking import champion_uri, load_champion
+    from pipeline.champion import champion_uri, load_champion
 
     texts = ["Beijing keeps buying Russian oil and ships drone parts to Moscow.",
              "The relationship between Moscow and Beijing is asymmetric and mistrustful."]
@@ -126,7 +126,7 @@ def _answers_ping(port: int) -> bool:
 
 
 def test_mlflow_models_serve_answers_rest_requests_offline(trained):
-    from pipeline.tracking import champion_uri, load_champion
+    from pipeline.champion import champion_uri, load_champion
 
     port = _free_port()
     bin_dir = Path(sys.executable).parent  # mlflow starts `uvicorn` from PATH, as in an activated venv

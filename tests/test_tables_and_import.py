@@ -136,6 +136,14 @@ def test_label_studio_wrong_shapes_are_named_problems(record, field):
     assert err.value.problems[0].startswith("ls.json: task #1") and f"field '{field}'" in err.value.problems[0]
 
 
+def test_label_studio_file_that_is_not_an_array_of_tasks_names_its_line():
+    for text, problem in [(json.dumps({"data": {}}), "ls.json:1: expected a JSON array of Label Studio tasks, got dict"),
+                          ('[\n  {"data": }\n]', "ls.json:2: malformed JSON")]:
+        with pytest.raises(LabelFileError) as err:
+            import_labels("label-studio", text, "ls.json", SCHEMA, INDEX)
+        assert err.value.problems[0].startswith(problem)
+
+
 @pytest.mark.parametrize("record, field", [
     ({"answer": "accept", "meta": "t1", "label": "bike_lanes", "accept": ["favor"], "_annotator_id": "a"}, "meta"),
     ({"answer": "accept", "meta": {"paragraph_id": "t1"}, "label": "bike_lanes", "accept": {"favor": 1},

@@ -262,7 +262,7 @@ def adjudicate(paragraph_id: str, task: str, label: str,
         updated = add_adjudication(project.adjudications(), project.annotations(), project.schema, decision)
     except (ValueError, ConfigError) as err:
         _fail(err)
-    write_adjudications(project.adjudications_path, updated)
+    write_adjudications(project.adjudications_path, updated, project.store.lock)
     err_console.print(f"{paragraph_id} {task} = {label} (by {by}) -> {project.adjudications_path}")
 
 

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 from pipeline.annotate.auth import check_name
-from pipeline.labels import Annotation, LabelFileError, json_objects
+from pipeline.labels import Annotation, LabelFileError, json_objects, parse_json
 from pipeline.schema import LabelSchema
 
 FORMATS = ("label-studio", "prodigy", "doccano", "csv")
@@ -265,13 +265,8 @@ def _annotator_of(completed_by: Any) -> Any:
 
 def _import_label_studio(text: str, where: str, ctx: _Context) -> None:
     problems, schema = ctx.problems, ctx.schema
-    try:
-        tasks = json.loads(text)
-    except json.JSONDecodeError as err:
-        problems.append(f"{where}:{err.lineno}: malformed JSON ({err.msg} at column {err.colno})")
-        return
-    if not isinstance(tasks, list):
-        problems.append(f"{where}: expected a JSON array of Label Studio tasks")
+    tasks = parse_json(text, where, list, "a JSON array of Label Studio tasks", problems)
+    if tasks is None:
         return
     for number, task in enumerate(tasks, start=1):
         at = f"{where}: task #{number}"

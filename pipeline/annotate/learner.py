@@ -63,7 +63,7 @@ def champion_predictor(console: Console, model_uri: str | None = None) -> Predic
     """predict_proba of the registered champion (or of `model_uri`: a model folder or MLflow URI),
     or None, with the reason printed, when there is none."""
     try:
-        from pipeline.tracking import load_champion
+        from pipeline.champion import load_champion
 
         model = load_champion(model_uri)
     except Exception as err:  # no registry, no model, or no alias yet: all mean "no champion"
@@ -82,7 +82,8 @@ def champion_version(model_uri: str | None) -> str | None:
     try:
         from mlflow import MlflowClient
 
-        from pipeline.tracking import champion_uri, tracking_uri
+        from pipeline.champion import champion_uri
+        from pipeline.tracking import tracking_uri
 
         uri = model_uri or champion_uri()
         name, _, alias = uri.removeprefix("models:/").partition("@")

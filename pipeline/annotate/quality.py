@@ -14,8 +14,8 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 from filelock import FileLock
-from sklearn.model_selection import GroupKFold
 
+from pipeline.evaluate import cross_validate
 from pipeline.ingest import article_keys
 from pipeline.labels import (Adjudication, Annotation, annotator_confusion, by_item, conflicts,
                              gold_labels, write_jsonl_sorted)
@@ -69,24 +69,21 @@ def add_adjudication(existing: list[Adjudication], annotations: list[Annotation]
     return kept + [decision]
 
 
-def write_adjudications(path: Path, adjudications: list[Adjudication]) -> None:
-    """Sorted by (paragraph_id, task), atomically, under the label store's lock."""
+def write_adjudications(path: Path, adjudications: list[Adjudication], lock: FileLock) -> None:
+    """Sorted by (paragraph_id, task), atomically, under `lock` (the label store's)."""
     records = [{"paragraph_id": a.paragraph_id, "task": a.task, "label": a.label,
                 "adjudicator": a.adjudicator, "note": a.note} for a in adjudications]
-    with FileLock(str(path.parent / "store.sqlite.lock")):
+    with lock:
         write_jsonl_sorted(path, records, ("paragraph_id", "task"))
 
 
-def out_of_fold_proba(texts: list[str], labels: list[str], groups: list[str], classes: list[str],
+def out_of_fold_proba(texts: list[str], y: np.ndarray, groups: list[str], classes: list[str],
                       family: str, hyperparams: dict[str, Any], seed: int, n_splits: int) -> np.ndarray:
-    """Probabilities for each item from a model that never saw its article (GroupKFold by article)."""
-    folds = GroupKFold(n_splits=min(n_splits, len(set(groups))))
-    proba = np.zeros((len(texts), len(classes)))
-    text_arr, label_arr = np.array(texts, dtype=object), np.array(labels, dtype=object)
-    for train, test in folds.split(text_arr, label_arr, groups):
-        clf = build_classifier(family, hyperparams, classes, seed).fit(text_arr[train], label_arr[train])
-        proba[test] = clf.predict_proba(list(text_arr[test]))
-    return proba
+    """Probabilities for every item (`y`: class indices) from a model that never saw its article:
+    the evaluation's cross-validation, one repeat, with every labelled row eligible for a test fold."""
+    cv = cross_validate(lambda: build_classifier(family, hyperparams, classes, seed), texts, y,
+                        np.asarray(groups, dtype=object), classes, n_splits, n_repeats=1, seed=seed)
+    return cv.proba[0]
 
 
 def suspicious_labels(annotations: list[Annotation], adjudications: list[Adjudication], paragraphs: pd.DataFrame,
@@ -112,8 +109,8 @@ def suspicious_labels(annotations: list[Annotation], adjudications: list[Adjudic
         if len(set(groups)) < 2:
             continue
         given = [label for _, label in items]
-        proba = out_of_fold_proba(list(frame["text"]), given, groups, classes, family, hyperparams, seed, n_splits)
         y = np.array([classes.index(label) for label in given])
+        proba = out_of_fold_proba(list(frame["text"]), y, groups, classes, family, hyperparams, seed, n_splits)
         flagged = find_label_issues(labels=y, pred_probs=proba, return_indices_ranked_by="self_confidence")
         for index in flagged:
             pid = ids[index]

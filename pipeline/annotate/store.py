@@ -107,8 +107,9 @@ class LabelStore:
         self.db_path = Path(db_path)
         self.annotations_path = Path(annotations_path)
         self.db_path.parent.mkdir(parents=True, exist_ok=True)
-        # next to the db so it is covered by the same .gitignore entry (store.sqlite*)
-        self._lock = FileLock(str(self.db_path) + ".lock")
+        # next to the db so it is covered by the same .gitignore entry (store.sqlite*); every writer of the
+        # label files (the store's mirror, the adjudications) takes it
+        self.lock = FileLock(str(self.db_path) + ".lock")
         self._mirror_writer: _MirrorWriter | None = None
         self._connections = threading.local()
         self._write_lock = threading.Lock()
@@ -231,7 +232,7 @@ class LabelStore:
         """Startup import, idempotent: file labels fill in and update file-origin rows;
         file-origin rows no longer in the file go; labels people wrote stay."""
         file_labels = {label_key(lab): lab for lab in file_labels}
-        with self._lock, self._transaction() as conn:
+        with self.lock, self._transaction() as conn:
             rows = conn.execute(f"SELECT {_LABEL_COLUMNS}, origin FROM labels").fetchall()
             stored = {label_key(lab): (lab, origin) for lab, origin in ((_annotation(r[:8]), r[8]) for r in rows)}
             for key, (label, origin) in stored.items():
@@ -245,7 +246,7 @@ class LabelStore:
 
     def sync_mirror(self) -> None:
         """Rewrite annotations.jsonl from a snapshot taken under the inter-process lock."""
-        with self._lock:
+        with self.lock:
             write_jsonl_sorted(self.annotations_path, map(annotation_record, self.labels()),
                                ("paragraph_id", "task", "annotator"))
 

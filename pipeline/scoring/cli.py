@@ -26,7 +26,7 @@ def _default_min_words() -> int:
 
 
 def _load_model(model_uri: str | None):
-    from pipeline.tracking import load_champion
+    from pipeline.champion import load_champion
 
     if model_uri and ":" not in model_uri and not Path(model_uri).exists():
         raise FileNotFoundError(f"no such model folder: {model_uri}")

@@ -62,7 +62,7 @@ def score_parquet_spark(input_path: str, output_path: str, model_uri: str | None
     """Score a Parquet table of paragraphs (columns options.id_col/text_col, optional source/date/url)
     on Spark and write the paragraph table to `output_path` (a Parquet folder). Returns counts."""
     if model is None:
-        from pipeline.tracking import load_champion
+        from pipeline.champion import load_champion
 
         model = load_champion(model_uri)
     spark = _session(master)
