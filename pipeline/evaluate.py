@@ -14,14 +14,18 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 import pandas as pd
+from sklearn.base import clone
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 from sklearn.model_selection import StratifiedGroupKFold
 
 from pipeline.calibration import apply_temperature, expected_calibration_error, fit_temperature
+
+if TYPE_CHECKING:
+    from pipeline.models.base import StanceClassifier
 
 
 @dataclass
@@ -54,11 +58,11 @@ def grouped_splits(y: np.ndarray, groups: np.ndarray, n_splits: int, seed: int, 
         yield np.concatenate([test_rows[train], always_train]), test_rows[test]
 
 
-def cross_validate(make_classifier: Callable[[], object], texts: Sequence[str], y: np.ndarray, groups: np.ndarray,
+def cross_validate(estimator: StanceClassifier, texts: Sequence[str], y: np.ndarray, groups: np.ndarray,
                    classes: list[str], n_splits: int, n_repeats: int, seed: int,
                    testable: np.ndarray | None = None, on_fold: Callable[[], None] | None = None) -> CVResult:
-    """Fit a fresh classifier per fold and repeat; collect out-of-fold class probabilities of the
-    `testable` rows (default: all rows)."""
+    """Fit a fresh classifier (an unfitted `clone` of `estimator`) per fold and repeat; collect out-of-fold
+    class probabilities of the `testable` rows (default: all rows)."""
     texts = np.asarray(list(texts), dtype=object)
     testable = np.ones(len(y), dtype=bool) if testable is None else np.asarray(testable, dtype=bool)
     proba = np.zeros((n_repeats, len(y), len(classes)))
@@ -66,7 +70,7 @@ def cross_validate(make_classifier: Callable[[], object], texts: Sequence[str], 
     train_sizes = []
     for repeat in range(n_repeats):
         for k, (train, test) in enumerate(grouped_splits(y, groups, n_splits, seed + repeat, testable)):
-            proba[repeat, test] = fit_predict(make_classifier, texts[train], y[train], texts[test], classes)
+            proba[repeat, test] = fit_predict(estimator, texts[train], y[train], texts[test], classes)
             fold[repeat, test] = k
             train_sizes.append(len(train))
             if on_fold:
@@ -75,18 +79,18 @@ def cross_validate(make_classifier: Callable[[], object], texts: Sequence[str], 
                     groups=np.asarray(groups)[testable], train_sizes=train_sizes)
 
 
-def fit_predict(make_classifier: Callable[[], object], train_texts: Sequence[str], train_y: np.ndarray,
+def fit_predict(estimator: StanceClassifier, train_texts: Sequence[str], train_y: np.ndarray,
                 test_texts: Sequence[str], classes: list[str]) -> np.ndarray:
     """Class probabilities for `test_texts` from a fresh classifier fitted on the training rows."""
     proba = np.zeros((len(test_texts), len(classes)))
     if len(set(train_y.tolist())) == 1:  # one class in training: predict it, nothing to learn
         proba[:, train_y[0]] = 1.0
         return proba
-    clf = make_classifier().fit(list(train_texts), [classes[i] for i in train_y])
+    clf = clone(estimator).fit(list(train_texts), [classes[i] for i in train_y])
     return clf.predict_proba(list(test_texts))
 
 
-def transfer(make_classifier: Callable[[], object], texts: Sequence[str], y: np.ndarray, groups: np.ndarray,
+def transfer(estimator: StanceClassifier, texts: Sequence[str], y: np.ndarray, groups: np.ndarray,
              classes: list[str], testable: np.ndarray) -> CVResult | None:
     """Train on the non-testable rows only (authored text), test on every testable (real) row; None
     when either side is empty."""
@@ -94,12 +98,12 @@ def transfer(make_classifier: Callable[[], object], texts: Sequence[str], y: np.
     if testable.all() or not testable.any():
         return None
     texts = np.asarray(list(texts), dtype=object)
-    proba = fit_predict(make_classifier, texts[~testable], y[~testable], texts[testable], classes)
+    proba = fit_predict(estimator, texts[~testable], y[~testable], texts[testable], classes)
     return CVResult(proba=proba[None], fold=np.zeros((1, int(testable.sum())), dtype=int), y=y[testable],
                     classes=classes, groups=np.asarray(groups)[testable], train_sizes=[int((~testable).sum())])
 
 
-def learning_curve(make_classifier: Callable[[], object], texts: Sequence[str], y: np.ndarray, groups: np.ndarray,
+def learning_curve(estimator: StanceClassifier, texts: Sequence[str], y: np.ndarray, groups: np.ndarray,
                    classes: list[str], testable: np.ndarray, fractions: Sequence[float], n_splits: int,
                    seed: int, on_fold: Callable[[], None] | None = None) -> list[dict]:
     """Headline macro-F1 (one repeat of the real-text CV) with a growing share of the always-in-training
@@ -111,7 +115,7 @@ def learning_curve(make_classifier: Callable[[], object], texts: Sequence[str], 
     for fraction in fractions:
         kept = set(order[:int(round(fraction * len(order)))].tolist())
         rows = testable | np.isin(groups, list(kept))
-        cv = cross_validate(make_classifier, np.asarray(list(texts), dtype=object)[rows], y[rows],
+        cv = cross_validate(estimator, np.asarray(list(texts), dtype=object)[rows], y[rows],
                             np.asarray(groups)[rows], classes, n_splits, 1, seed, testable[rows], on_fold)
         points.append({"fraction": fraction, "train_labels": int(round(np.mean(cv.train_sizes))),
                        "macro_f1": round(_macro_f1(cv.y, cv.proba[0].argmax(axis=1), len(classes)), 4)})

@@ -125,18 +125,16 @@ def evaluate_and_fit(frame: pd.DataFrame, schema: LabelSchema, family: str, para
         task_groups = groups[rows.index].to_numpy()
         testable = testable_rows(rows, e.test_on)
 
-        def make():
-            return build_classifier(family, hyperparams, classes, params.seed)
-
-        result = cross_validate(make, texts, y, task_groups, classes, plan[task], e.repeats(family), params.seed,
+        estimator = build_classifier(family, hyperparams, classes, params.seed)  # each fit: a fresh clone of it
+        result = cross_validate(estimator, texts, y, task_groups, classes, plan[task], e.repeats(family), params.seed,
                                 testable, on_fold)
         metrics[task] = {"cv": True, "folds": plan[task],
                          **summarize(result, e.n_bootstrap, e.confidence, e.calibration_bins, params.seed)}
-        transferred = transfer(make, texts, y, task_groups, classes, testable)
+        transferred = transfer(estimator, texts, y, task_groups, classes, testable)
         if transferred is not None:
             metrics[task]["transfer"] = headline(transferred, e.n_bootstrap, e.confidence, params.seed)
         if family in e.learning_curve_families and not testable.all():
-            curves[task] = learning_curve(make, texts, y, task_groups, classes, testable, e.learning_curve,
+            curves[task] = learning_curve(estimator, texts, y, task_groups, classes, testable, e.learning_curve,
                                           plan[task], params.seed, on_fold)
             metrics[task]["learning_curve"] = curves[task]
         tested = rows[testable]

@@ -12,7 +12,11 @@ CLASSES = ["a", "b"]
 
 
 class MemorisingClassifier:
-    """Answers from the texts it saw, so a leak of a test paragraph into training would show."""
+    """Answers from the texts it saw, so a leak of a test paragraph into training would show. An estimator
+    with no parameters: each fold fits a `clone` of it."""
+
+    def get_params(self, deep=True):
+        return {}
 
     def fit(self, texts, labels):
         self.seen = dict(zip(texts, labels))
@@ -36,7 +40,7 @@ def corpus(n_real_articles=6, n_authored_articles=10, per_article=4):
 
 def test_only_real_rows_are_tested_and_authored_rows_always_train():
     texts, y, groups, testable = corpus()
-    cv = cross_validate(MemorisingClassifier, texts, y, groups, CLASSES, 3, 2, 0, testable)
+    cv = cross_validate(MemorisingClassifier(), texts, y, groups, CLASSES, 3, 2, 0, testable)
     assert len(cv.y) == testable.sum() and set(cv.groups) == set(groups[testable])
     assert (cv.fold >= 0).all()
     # the memoriser never saw a test paragraph: every real paragraph was predicted "b" (unseen)
@@ -47,14 +51,14 @@ def test_only_real_rows_are_tested_and_authored_rows_always_train():
 
 def test_transfer_trains_on_authored_only_and_tests_every_real_row():
     texts, y, groups, testable = corpus()
-    result = transfer(MemorisingClassifier, texts, y, groups, CLASSES, testable)
+    result = transfer(MemorisingClassifier(), texts, y, groups, CLASSES, testable)
     assert result.train_sizes == [int((~testable).sum())] and len(result.y) == testable.sum()
-    assert transfer(MemorisingClassifier, texts, y, groups, CLASSES, np.ones(len(y), bool)) is None
+    assert transfer(MemorisingClassifier(), texts, y, groups, CLASSES, np.ones(len(y), bool)) is None
 
 
 def test_learning_curve_grows_the_authored_share_by_article():
     texts, y, groups, testable = corpus()
-    points = learning_curve(MemorisingClassifier, texts, y, groups, CLASSES, testable, [0.0, 0.5, 1.0], 3, 0)
+    points = learning_curve(MemorisingClassifier(), texts, y, groups, CLASSES, testable, [0.0, 0.5, 1.0], 3, 0)
     sizes = [p["train_labels"] for p in points]
     assert sizes == sorted(sizes) and sizes[2] - sizes[0] == (~testable).sum()
 
@@ -79,7 +83,7 @@ def test_fast_macro_f1_counts_absent_classes_as_zero_like_sklearn():
 
 def test_article_bootstrap_is_wider_than_a_paragraph_bootstrap_when_errors_cluster_by_article():
     texts, y, groups, testable = corpus(n_real_articles=12)
-    cv = cross_validate(MemorisingClassifier, texts, y, groups, CLASSES, 3, 1, 0, testable)
+    cv = cross_validate(MemorisingClassifier(), texts, y, groups, CLASSES, 3, 1, 0, testable)
     wrong_article = np.isin(cv.groups, [f"real#{a}" for a in range(0, 12, 2)])
     cv.proba[0] = np.eye(2)[np.where(wrong_article, 1 - cv.y, cv.y)]
     point, low, high = bootstrap_macro_f1(cv, 500, 0.95, 0)

@@ -81,7 +81,7 @@ def out_of_fold_proba(texts: list[str], y: np.ndarray, groups: list[str], classe
                       family: str, hyperparams: dict[str, Any], seed: int, n_splits: int) -> np.ndarray:
     """Probabilities for every item (`y`: class indices) from a model that never saw its article:
     the evaluation's cross-validation, one repeat, with every labelled row eligible for a test fold."""
-    cv = cross_validate(lambda: build_classifier(family, hyperparams, classes, seed), texts, y,
+    cv = cross_validate(build_classifier(family, hyperparams, classes, seed), texts, y,
                         np.asarray(groups, dtype=object), classes, n_splits, n_repeats=1, seed=seed)
     return cv.proba[0]
 
