@@ -19,6 +19,7 @@ from pipeline.config import load_params, resolve
 from pipeline.ingest import DROP_REASONS, article_keys, load_drop_report, load_paragraphs, origins
 from pipeline.labels import agreement, conflicts, gold_labels, load_adjudications, load_annotations
 from pipeline.schema import LabelSchema, load_schema
+from pipeline.stage_times import timed
 
 MISSING = -1
 
@@ -164,14 +165,15 @@ def write(frame: pd.DataFrame, summary: dict, schema: LabelSchema, out_dir: Path
 def run() -> dict:
     """The stage: validate the label files against the schema and the paragraphs, write the dataset, its
     card and its summary where params.yaml says. Returns the summary."""
-    params = load_params()
-    schema = load_schema()
-    paragraphs_file = resolve(params.ingest.paragraphs)
-    frame, summary = build(load_paragraphs(paragraphs_file), resolve(params.labels.annotations),
-                           resolve(params.labels.adjudications), schema)
-    summary["ingest"] = load_drop_report(paragraphs_file)
-    write(frame, summary, schema, resolve(params.dataset.out_dir), resolve(params.dataset.card),
-          resolve(params.dataset.summary))
+    with timed("dataset"):
+        params = load_params()
+        schema = load_schema()
+        paragraphs_file = resolve(params.ingest.paragraphs)
+        frame, summary = build(load_paragraphs(paragraphs_file), resolve(params.labels.annotations),
+                               resolve(params.labels.adjudications), schema)
+        summary["ingest"] = load_drop_report(paragraphs_file)
+        write(frame, summary, schema, resolve(params.dataset.out_dir), resolve(params.dataset.card),
+              resolve(params.dataset.summary))
     return summary
 
 

@@ -28,6 +28,7 @@ from pipeline.config import ConfigError, IngestParams, load_params, resolve
 from pipeline.documents import DOCUMENT_SUFFIXES, UnreadableDocument, read_page
 from pipeline.schema import load_schema
 from pipeline.segment import is_on_topic, normalise, segment_text
+from pipeline.stage_times import timed
 
 TABLE_SUFFIXES = (".jsonl", ".csv", ".parquet")
 SUFFIXES = DOCUMENT_SUFFIXES + TABLE_SUFFIXES
@@ -272,10 +273,11 @@ def load_drop_report(path: Path) -> dict[str, dict[str, int]]:
 def run(files: list[Path]) -> tuple[list[Path], pd.DataFrame, dict[str, dict[str, int]]]:
     """The stage: add `files` to the raw corpus, segment every file under it and write the paragraphs
     table (with its drop report) where params.yaml says. Returns (added files, paragraphs, drop report)."""
-    params = load_params().ingest
-    raw_dir = resolve(params.raw_dir)
-    topic_groups = load_schema().topic_groups
-    added = add_documents(files, raw_dir)
-    frame, report = ingest_folder(raw_dir, params, topic_groups)
-    write_paragraphs(frame, resolve(params.paragraphs), report)
+    with timed("ingest"):
+        params = load_params().ingest
+        raw_dir = resolve(params.raw_dir)
+        topic_groups = load_schema().topic_groups
+        added = add_documents(files, raw_dir)
+        frame, report = ingest_folder(raw_dir, params, topic_groups)
+        write_paragraphs(frame, resolve(params.paragraphs), report)
     return added, frame, report

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from pipeline.behaviour import for_card, pass_rates
+from pipeline import stage_times
 from pipeline.config import Params, load_params, resolve
 from pipeline.precision import REFERENCE
 from pipeline.schema import LabelSchema
@@ -68,9 +69,16 @@ def run() -> tuple[dict[str, Any], list[str]]:
     schema = load_schema()
     shown = decision["champion_family"] if decision["champion_family"] in candidates else best
     card = model_card(decision, candidates, schema, summary, params, without_cv,
-                      for_card(resolve("."), shown, params, schema))
+                      for_card(resolve("."), shown, params, schema), pipeline_stage_times(params))
     write_outputs(decision, card, resolve(params.registry.champion), resolve(params.registry.card))
     return decision, without_cv
+
+
+def pipeline_stage_times(params: Params) -> dict[str, dict]:
+    """The recorded times of the stages before `register`, in pipeline order (stages no longer in it left out)."""
+    recorded = stage_times.recorded()
+    stages = ["ingest", "dataset", *(f"train@{family}" for family in params.families)]
+    return {stage: recorded[stage] for stage in stages if stage in recorded}
 
 
 def evaluation_key(dataset_summary: dict[str, Any], evaluate_params: dict[str, Any]) -> str:
@@ -140,7 +148,7 @@ CARD_TEMPLATE = "model_card.md.j2"
 
 def model_card(decision: dict[str, Any], candidates: dict[str, dict[str, Any]], schema: LabelSchema,
                dataset_summary: dict[str, Any], params: Params, without_cv: Sequence[str] = (),
-               behaviour: dict[str, Any] | None = None) -> str:
+               behaviour: dict[str, Any] | None = None, times: dict[str, dict] | None = None) -> str:
     """MODEL_CARD.md: every family on the headline metric with CIs and per-class support, the transfer
     score, learning curves, scoring precision, behavioural pass rates and how each number was measured.
     The wording is templates/model_card.md.j2; every figure comes from the metrics, the dataset summary
@@ -158,6 +166,7 @@ def model_card(decision: dict[str, Any], candidates: dict[str, dict[str, Any]], 
         "scoring_precision": scoring_precision, "reference_precision": REFERENCE,
         "tried": list(dict.fromkeys(p for info in scoring_precision.values() for p in info["agreement"])),
         "behaviour": behaviour, "pass_rates": pass_rates(behaviour) if behaviour else None,
+        "stage_times": times or {}, "stage_times_file": stage_times.STAGE_TIMES_FILE,
     })
 
 

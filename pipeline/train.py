@@ -24,6 +24,7 @@ from pipeline.precision import choose_precision, distinct_texts
 from pipeline.model import StanceModel
 from pipeline.models import build_classifier
 from pipeline.schema import LabelSchema
+from pipeline.stage_times import timed
 
 
 @dataclass
@@ -198,12 +199,13 @@ def run(frame: pd.DataFrame, schema: LabelSchema, family: str, params: Params, o
         cv: bool = True, log_mlflow: bool = True) -> tuple[TrainResult, dict[str, Any] | None]:
     """The stage: evaluate and fit, write the model folder, metrics and plots, and (optionally) log the
     MLflow run, whose id the model folder keeps for `register`. Returns the result and the run record."""
-    result = evaluate_and_fit(frame, schema, family, params, on_fold, cv)
-    write_outputs(result, family, params)
-    if not log_mlflow:
-        return result, None
-    record = log_run(result, family, params, frame["text"].tolist())
-    resolve(params.train.run_file(family)).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    with timed(f"train@{family}"):
+        result = evaluate_and_fit(frame, schema, family, params, on_fold, cv)
+        write_outputs(result, family, params)
+        if not log_mlflow:
+            return result, None
+        record = log_run(result, family, params, frame["text"].tolist())
+        resolve(params.train.run_file(family)).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     return result, record
 
 

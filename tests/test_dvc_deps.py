@@ -24,7 +24,8 @@ from support import REPO
 
 PACKAGE = "pipeline"
 FAMILY_REF = re.compile(r"^(pipeline(?:\.\w+)+):\w+$")  # "pipeline.models.tfidf_lr:TfidfLogReg"
-MLFLOW_STORE = ("mlflow.db", "mlruns", "mlartifacts")  # the tracking service's files, not stage inputs
+# run bookkeeping, not stage inputs: the tracking service's files and the stage times (pipeline/stage_times.py)
+RUN_BOOKKEEPING = ("mlflow.db", "mlruns", "mlartifacts", ".stance")
 # Package files a stage reads rather than imports; checked statically only: `train` copies the whole
 # package into its MLflow model (code for `mlflow models serve`), which reads every file without using it.
 TEMPLATES = REPO / PACKAGE / "templates"
@@ -215,7 +216,7 @@ def test_each_stage_reads_and_loads_only_what_it_declares(trained_project, tmp_p
         stage = stages[name]
         # a DVC-tracked dep may be read through its .dvc file (its hash): data/raw -> data/raw.dvc
         allowed = declared(stage) + [f"{d}.dvc" for d in declared(stage)] + outputs(stage) + ["params.yaml",
-                                                                                             *MLFLOW_STORE]
+                                                                                             *RUN_BOOKKEEPING]
         reads = sorted({Path(p).relative_to(root).as_posix() for p in seen["reads"]
                         if Path(p).is_relative_to(root) and Path(p).is_file()})
         undeclared = [p for p in reads if not covered(p, allowed)]

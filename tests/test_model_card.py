@@ -43,13 +43,13 @@ def _behaviour(schema) -> dict:
             "by_task": {t: rate for t in schema.task_names}}
 
 
-def _card(params, schema, behaviour: dict | None = None, **families) -> str:
+def _card(params, schema, behaviour: dict | None = None, times: dict | None = None, **families) -> str:
     decision = {"model_name": params.registry.model_name, "alias": params.registry.alias, "champion_version": 3,
                 "champion_family": next(iter(families)), "reason": "it wins"}
     summary = {"paragraphs": 400, "articles": 40,
                "by_origin": {"authored": {"paragraphs": 300, "articles": 30},
                              "scraped": {"paragraphs": 100, "articles": 10}}}
-    return register.model_card(decision, families, schema, summary, params, ["slow_one"], behaviour)
+    return register.model_card(decision, families, schema, summary, params, ["slow_one"], behaviour, times)
 
 
 @pytest.fixture
@@ -66,7 +66,9 @@ def test_every_figure_follows_params_and_metrics(inputs):
     params = params.model_copy(update={"evaluate": evaluate, "registry": params.registry.model_copy(
         update={"min_test_support": 50})})
     inference = {"precision": "bf16", "paragraphs": 100, "min_agreement": 0.97, "agreement": {"bf16": 0.98}}
-    card = _card(params, schema, _behaviour(schema), fast=_family(schema, 0.7, 40, inference=inference),
+    times = {"ingest": {"seconds": 4.2, "finished": "2026-01-01T10:00:00+00:00"},
+             "train@fast": {"seconds": 300.4, "finished": "2026-01-01T10:05:00+00:00"}}
+    card = _card(params, schema, _behaviour(schema), times, fast=_family(schema, 0.7, 40, inference=inference),
                  slow=_family(schema, 0.6, 60, curve=False))
     assert "by 2 x (slow_one: 1 x) repeated stratified 4-fold cross-validation" in card
     assert "(321 resamples)" in card and "headline macro-F1 [90% CI]" in card and "(7 bins)" in card
@@ -78,10 +80,12 @@ def test_every_figure_follows_params_and_metrics(inputs):
     assert "at least 97% of the real paragraphs" in card and "| fast | bf16 | 100 | 98.0% |" in card
     assert "| inv_case | INV | swaps keep the class | 4 | " + "75% (3/4) | " * len(schema.task_names) in card
     assert "measured on 10 `scraped` articles (100 paragraphs)" in card and "75% of the labelled" in card
+    assert "| train@fast | 300 | 2026-01-01T10:05:00+00:00 |" in card and "| **all listed** | **305** | |" in card
     sections = re.findall(r"^## (.+)$", card, flags=re.MULTILINE)
     assert sections == ["Tasks", "How the numbers were measured", "Comparison (headline metric)",
                         "Per-class scores (headline, out-of-fold, all repeats pooled)", "Learning curve",
-                        "Scoring precision", "Behavioural tests (CheckList style)", "Intended use and limits"]
+                        "Scoring precision", "Stage times", "Behavioural tests (CheckList style)",
+                        "Intended use and limits"]
     assert card.endswith("out of distribution.\n") and not re.search(r" +$", card, flags=re.MULTILINE)
 
 
@@ -89,7 +93,8 @@ def test_sections_without_measurements_are_left_out(inputs):
     params, schema = inputs
     card = _card(params, schema, None, fast=_family(schema, 0.7, 40, curve=False))
     assert "## Learning curve" not in card and "## Scoring precision" not in card
-    assert "## Behavioural tests" not in card and "## Intended use and limits" in card
+    assert "## Behavioural tests" not in card and "## Stage times" not in card
+    assert "## Intended use and limits" in card
 
 
 def test_template_names_no_task_class_or_domain_term(inputs):
@@ -109,3 +114,18 @@ def test_template_ships_with_the_package():
     patterns = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"][
         "package-data"]["pipeline"]
     assert any(TEMPLATE.relative_to(REPO / "pipeline").match(p.removeprefix("**/")) for p in patterns)
+
+
+def test_stage_times_are_recorded_outside_git_and_dvc(tmp_path, monkeypatch):
+    from pipeline import stage_times
+
+    (tmp_path / "params.yaml").write_text((REPO / "params.yaml").read_text(encoding="utf-8"), encoding="utf-8")
+    monkeypatch.setenv("STANCE_ROOT", str(tmp_path))
+    with stage_times.timed("ingest"):
+        pass
+    with pytest.raises(RuntimeError), stage_times.timed("dataset"):
+        raise RuntimeError("a failed stage records no time")
+    recorded = stage_times.recorded()
+    assert list(recorded) == ["ingest"] and recorded["ingest"]["seconds"] >= 0
+    assert (tmp_path / stage_times.STAGE_TIMES_FILE).exists()
+    assert register.pipeline_stage_times(load_params(tmp_path / "params.yaml")) == recorded
