@@ -240,7 +240,7 @@ def peak_rss(family: str, model_dir: Path, rows: int, work: Path) -> dict:
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     from pipeline.scoring.core import scoring_workers
 
-    workers = scoring_workers(model, None)
+    workers = scoring_workers(None)
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024 * (workers if workers > 1 else 0)
     return {"peak_rss_mb": own + children, "rows_scored": rows, "per_s": per_s, "workers": workers}
 

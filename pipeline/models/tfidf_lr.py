@@ -14,7 +14,6 @@ from typing import Self, Sequence
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
-from sklearn.linear_model import LogisticRegression
 
 from pipeline.models import predict_from_proba
 from pipeline.models.tfidf_features import Analyzer, fit_vocabulary, tfidf_matrix
@@ -26,7 +25,6 @@ WEIGHTS_FILE = "weights.npz"
 class TfidfLogReg:
     """Strong, fast, transparent baseline; works from a handful of examples per class."""
 
-    multithreaded = False  # scored in worker processes, one per core
     arrow_input = True  # predict_proba takes an Arrow string array as well as a list
 
     class Params(BaseModel):
@@ -54,6 +52,8 @@ class TfidfLogReg:
         texts = list(texts)
         self.analyzers = [fit_vocabulary(a, texts, self.params.min_df, self.params.max_features)
                           for a in self._analyzers()]
+        from sklearn.linear_model import LogisticRegression  # here, not at import: scoring never needs it (~80 MB)
+
         lr = LogisticRegression(C=self.params.C, class_weight="balanced", max_iter=2000, random_state=self.seed)
         lr.fit(tfidf_matrix(self.analyzers, texts), list(labels))
         self.seen = [str(c) for c in lr.classes_]
