@@ -230,7 +230,7 @@ def peak_rss(family: str, model_dir: Path, rows: int, work: Path, precision: str
     own = own_peak_rss_mb()
     from pipeline.scoring.core import scoring_workers
 
-    workers = scoring_workers(model, None)
+    workers = scoring_workers(None)
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024 * (workers if workers > 1 else 0)
     return {"peak_rss_mb": own + children, "rows_scored": rows, "per_s": per_s, "workers": workers}
 

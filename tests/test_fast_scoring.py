@@ -4,15 +4,18 @@ paragraph tables streamed batch by batch into Parquet with the general runner's 
 from __future__ import annotations
 
 import json
+import random
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 from sklearn.feature_extraction.text import TfidfVectorizer
 
 from pipeline.model import StanceModel
-from pipeline.models.tfidf_features import Analyzer, fit_vocabulary, tfidf_matrix
+from pipeline.models.tfidf_features import Analyzer, _tokens, fit_vocabulary, prepare, tfidf_matrix
 from pipeline.scoring.runner import run_local
 from pipeline.segment import segment_text
 from tests.test_scoring import tiny_model
@@ -31,6 +34,23 @@ def test_features_equal_scikit_learn_tfidf(seed_paragraphs, kind, n, sklearn_ana
                                 strip_accents="unicode").fit(texts)
     assert ours.vocabulary.to_pylist() == sorted(reference.vocabulary_)
     assert np.abs(tfidf_matrix([ours], texts).toarray() - reference.transform(texts).toarray()).max() < 1e-9
+
+
+def test_byte_level_word_tokens_equal_the_unicode_regex_split():
+    """Tokens found on the UTF-8 bytes are those of splitting on non-(letter, digit, underscore) runs."""
+    rng = random.Random(0)
+    alphabet = "abcXYZ_09 .,-é\u0301ñßЖж中文١٢\u00b2\u2163🙂\u200b'\"ﬁÅ\tİ"
+    texts = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40))) for _ in range(3000)]
+    texts += ["", "a", "ab", None, "é", "éé", "word"]
+    unicode = pc.utf8_normalize(pa.array(texts, pa.string()).fill_null(""), form="NFKD")
+    reference = pc.utf8_lower(pc.replace_substring_regex(unicode, r"\p{Mn}+", ""))
+    assert prepare(texts).equals(reference)
+    for prepared in (reference, reference.slice(7, 500)):
+        split = pc.split_pattern_regex(prepared, r"[^\p{L}\p{N}_]+")
+        flat, rows = pc.list_flatten(split), pc.list_parent_indices(split)
+        keep = pc.greater_equal(pc.utf8_length(flat), 2)
+        tokens, token_rows = _tokens(prepared)
+        assert tokens.equals(flat.filter(keep)) and np.array_equal(token_rows, rows.filter(keep).to_numpy())
 
 
 def test_model_folder_holds_no_pickle_and_scores_the_same(tmp_path, seed_paragraphs):

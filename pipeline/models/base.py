@@ -25,7 +25,6 @@ from pipeline.config import validate_section
 class StanceClassifier:
     family: ClassVar[str]  # its key under `models:` in params.yaml
     Params: ClassVar[type[BaseModel]]  # its hyperparameters, with defaults and bounds
-    multithreaded: ClassVar[bool] = False  # scoring uses every core in one process (no worker processes)
     arrow_input: ClassVar[bool] = False  # predict_proba also takes an Arrow string array
     precisions: ClassVar[tuple[str, ...]] = ()  # inference precisions it can score at, fp32 first (precision.py)
     shares_lower_layers: ClassVar[bool] = False  # its tasks can score on one pass of shared frozen layers

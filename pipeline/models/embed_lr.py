@@ -21,7 +21,6 @@ class EmbedLogReg(StanceClassifier):
     """A packaged sentence encoder (params: `encoder`) as a frozen feature extractor, a logistic regression on top."""
 
     family = "embed_lr"
-    multithreaded = True  # torch inference uses every core; scoring needs no worker processes
     precisions = PRECISIONS
     shares_lower_layers = False  # no trained layers: its tasks share the whole encoder (one memo of embeddings)
 

@@ -349,7 +349,6 @@ class TopLayersTrained(StanceClassifier):
     A family subclass sets SETTINGS_FILE, builds `_model` in `fit`/`_build`, and turns the lower layers'
     states into probabilities in `proba_from_states`."""
 
-    multithreaded = True  # torch inference uses every core; scoring needs no worker processes
     precisions = PRECISIONS
     shares_lower_layers = True
     SETTINGS_FILE = ""  # the family's settings file in a task folder

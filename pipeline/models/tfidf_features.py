@@ -5,10 +5,17 @@ or more letters, digits or underscores (as scikit-learn's default token pattern)
 consecutive tokens of the same paragraph with a space. Character n-grams are taken inside each
 whitespace-separated word padded with one space on either side (scikit-learn's `char_wb`).
 Weights: sublinear tf (1 + log count) x smoothed idf, each analyzer's block L2-normalised.
+
+Word tokens are found on the bytes of the batch's UTF-8 buffer with numpy (a regex split over Unicode
+classes is the slowest step otherwise): ASCII bytes by a table, the few other characters by the same
+regular expression as before, asked once per distinct character of the batch.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import weakref
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -16,7 +23,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import scipy.sparse as sp
 
-_NOT_WORD = r"[^\p{L}\p{N}_]+"
+_WORD_CHAR = r"^[\p{L}\p{N}_]$"
+_WORD_BYTE = np.zeros(256, bool)  # ASCII letters, digits and underscore; bytes >= 0x80 are decided per character
+_WORD_BYTE[np.frombuffer(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_", np.uint8)] = True
+_UTF8_LENGTH = np.ones(256, np.int64)  # bytes of the character a UTF-8 lead byte starts
+_UTF8_LENGTH[0xC0:0xE0], _UTF8_LENGTH[0xE0:0xF0], _UTF8_LENGTH[0xF0:] = 2, 3, 4
 MAX_WORD_CHARS = 40  # character n-grams are taken from at most this many characters of a word
 
 
@@ -56,25 +67,95 @@ class Analyzer:
 
     @classmethod
     def restore(cls, spec: dict, idf: np.ndarray) -> "Analyzer":
-        return cls(spec["kind"], spec["n_min"], spec["n_max"], pa.array(spec["vocabulary"], pa.string()), idf)
+        """The analyzer of a saved model; equal analyzers (the tasks of a model usually share one vocabulary)
+        are one object, so a batch's features are computed once for all of them (see `tfidf_matrix`)."""
+        described = json.dumps(spec, sort_keys=True, ensure_ascii=False).encode("utf-8")
+        digest = hashlib.sha256(described + idf.tobytes()).hexdigest()
+        known = _RESTORED.get(digest)
+        if known is None:
+            known = cls(spec["kind"], spec["n_min"], spec["n_max"], pa.array(spec["vocabulary"], pa.string()), idf)
+            _RESTORED[digest] = known
+        return known
+
+
+_RESTORED: "weakref.WeakValueDictionary[str, Analyzer]" = weakref.WeakValueDictionary()
 
 
 def prepare(texts) -> pa.Array:
-    """NFKD, combining marks removed, lower case: one Arrow string array for a list or Arrow array of texts."""
+    """NFKD, combining marks removed, lower case: one Arrow string array for a list or Arrow array of texts.
+    ASCII rows, which NFKD and mark removal leave as they are, are only lower-cased."""
     if isinstance(texts, pa.ChunkedArray):
         texts = texts.combine_chunks()
     elif not isinstance(texts, pa.Array):
         texts = pa.array(list(texts), pa.string())
-    texts = pc.utf8_normalize(texts.cast(pa.string()).fill_null(""), form="NFKD")  # Parquet may hold large_string
-    return pc.utf8_lower(pc.replace_substring_regex(texts, r"\p{Mn}+", ""))
+    texts = texts.cast(pa.string()).fill_null("")  # Parquet may hold large_string
+    lowered = pc.ascii_lower(texts)
+    other = pc.invert(pc.string_is_ascii(texts))
+    if not pc.any(other).as_py():
+        return lowered
+    unicode = pc.utf8_normalize(texts.filter(other), form="NFKD")
+    return pc.replace_with_mask(lowered, other, pc.utf8_lower(pc.replace_substring_regex(unicode, r"\p{Mn}+", "")))
+
+
+def _word_spans(prepared: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(start, end) byte positions in `prepared`'s data buffer of every word token of two or more
+    characters, in order, and the row of each."""
+    n = len(prepared)
+    offsets = np.frombuffer(prepared.buffers()[1], np.int32, n + 1, prepared.offset * 4).astype(np.int64)
+    if n == 0 or offsets[-1] == offsets[0]:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
+    base = offsets[0]
+    data = np.frombuffer(prepared.buffers()[2], np.uint8)[base:offsets[-1]]
+    offsets = offsets - base
+    word = _WORD_BYTE[data]
+    leads = np.flatnonzero(data >= 0xC0)  # first bytes of non-ASCII characters
+    if len(leads):
+        size = _UTF8_LENGTH[data[leads]]
+        flags = _is_word_char(_code_points(data, leads, size))
+        for k in range(4):  # a character's continuation bytes belong to it
+            part = size > k
+            word[leads[part] + k] = flags[part]
+    edges = np.zeros(len(word) + 2, bool)
+    edges[1:-1] = word
+    starts = np.flatnonzero(edges[1:] > edges[:-1])
+    ends = np.flatnonzero(edges[1:] < edges[:-1])
+    inner = offsets[1:-1][(offsets[1:-1] > 0) & (offsets[1:-1] < len(word))]
+    joined = inner[word[inner] & word[inner - 1]]  # a row ending and the next starting with a word character
+    if len(joined):
+        starts, ends = np.sort(np.concatenate([starts, joined])), np.sort(np.concatenate([ends, joined]))
+    length = ends - starts
+    keep = (length >= 2) & (_UTF8_LENGTH[data[starts]] != length)  # not one multi-byte character
+    starts, ends = starts[keep], ends[keep]
+    rows = np.repeat(np.arange(n), np.diff(np.searchsorted(starts, offsets)))
+    return starts + base, ends + base, rows
+
+
+def _code_points(data: np.ndarray, leads: np.ndarray, size: np.ndarray) -> np.ndarray:
+    byte = [data[np.minimum(leads + k, len(data) - 1)].astype(np.int64) for k in range(4)]
+    tail = [b & 0x3F for b in byte[1:]]
+    return np.select([size == 2, size == 3],
+                     [((byte[0] & 0x1F) << 6) | tail[0], ((byte[0] & 0x0F) << 12) | (tail[0] << 6) | tail[1]],
+                     ((byte[0] & 0x07) << 18) | (tail[0] << 12) | (tail[1] << 6) | tail[2])
+
+
+def _is_word_char(code_points: np.ndarray) -> np.ndarray:
+    """Whether each code point is a letter, digit or underscore, by the regex engine the rest of the
+    module uses (so Unicode tables cannot disagree); asked once per distinct character."""
+    distinct, where = np.unique(code_points, return_inverse=True)
+    chars = pa.array([chr(c) for c in distinct.tolist()], pa.string())
+    return pc.match_substring_regex(chars, _WORD_CHAR).to_numpy(zero_copy_only=False)[where]
 
 
 def _tokens(prepared: pa.Array) -> tuple[pa.Array, np.ndarray]:
-    """Word tokens of two or more characters, flattened, and the row each one came from."""
-    tokens = pc.split_pattern_regex(prepared, _NOT_WORD)
-    flat, rows = pc.list_flatten(tokens), pc.list_parent_indices(tokens)
-    keep = pc.greater_equal(pc.utf8_length(flat), 2)
-    return flat.filter(keep), rows.filter(keep).to_numpy()
+    """Word tokens of two or more characters, flattened, and the row each one came from. The tokens
+    are read straight from `prepared`'s buffer: offsets alternate token, gap, token, ..."""
+    starts, ends, rows = _word_spans(prepared)
+    if not len(starts):
+        return pa.array([], pa.string()), rows
+    bounds = np.empty(2 * len(starts), np.int32)
+    bounds[0::2], bounds[1::2] = starts, ends
+    alternating = pa.StringArray.from_buffers(len(bounds) - 1, pa.py_buffer(bounds), prepared.buffers()[2])
+    return alternating.take(pa.array(np.arange(0, len(bounds), 2))), rows
 
 
 class _NgramIndex:
@@ -170,18 +251,28 @@ def fit_vocabulary(analyzer: Analyzer, texts, min_df: int, max_features: int) ->
 
 
 class _LastBatch:
-    """The prepared text and word tokens of the last Arrow batch seen. Every task of a model scores
-    the same (immutable) batch, so it is normalised and tokenised once, not once per task."""
+    """The prepared text, word tokens and feature matrices of the last Arrow batch seen. Every task of a
+    model scores the same (immutable) batch, so it is normalised and tokenised once, not once per task,
+    and tasks whose analyzers are the same objects share its matrix."""
 
     def __init__(self):
         self.texts = self.prepared = self.tokens = None
+        self.matrices: dict[tuple[int, ...], sp.csr_matrix] = {}
 
     def prepared_for(self, texts) -> pa.Array:
         if not isinstance(texts, pa.Array):
             return prepare(texts)
         if self.texts is not texts:
-            self.texts, self.prepared, self.tokens = texts, prepare(texts), None
+            self.texts, self.prepared, self.tokens, self.matrices = texts, prepare(texts), None, {}
         return self.prepared
+
+    def matrix_for(self, analyzers: list["Analyzer"], prepared: pa.Array) -> sp.csr_matrix:
+        if prepared is not self.prepared:
+            return _tfidf(analyzers, prepared)
+        key = tuple(map(id, analyzers))
+        if key not in self.matrices:
+            self.matrices[key] = _tfidf(analyzers, prepared)
+        return self.matrices[key]
 
     def tokens_for(self, prepared: pa.Array) -> tuple[pa.Array, np.ndarray]:
         if prepared is not self.prepared:
@@ -196,7 +287,10 @@ _LAST = _LastBatch()
 
 def tfidf_matrix(analyzers: list[Analyzer], texts) -> sp.csr_matrix:
     """(n texts, sum of vocabulary sizes) TF-IDF matrix, one L2-normalised block per analyzer."""
-    prepared = _LAST.prepared_for(texts)
+    return _LAST.matrix_for(analyzers, _LAST.prepared_for(texts))
+
+
+def _tfidf(analyzers: list[Analyzer], prepared: pa.Array) -> sp.csr_matrix:
     blocks = []
     for analyzer in analyzers:
         rows, columns = analyzer.known_terms(prepared)

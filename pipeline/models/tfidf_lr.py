@@ -14,7 +14,6 @@ from typing import Self, Sequence
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
-from sklearn.linear_model import LogisticRegression
 
 from pipeline.models.base import StanceClassifier
 from pipeline.models.tfidf_features import Analyzer, fit_vocabulary, tfidf_matrix
@@ -27,7 +26,6 @@ class TfidfLogReg(StanceClassifier):
     """Strong, fast, transparent baseline; works from a handful of examples per class."""
 
     family = "tfidf_lr"
-    multithreaded = False  # scored in worker processes, one per core; float64 only: no reduced precision
     arrow_input = True  # predict_proba takes an Arrow string array as well as a list
 
     class Params(BaseModel):
@@ -53,6 +51,8 @@ class TfidfLogReg(StanceClassifier):
         texts = list(texts)
         self.analyzers = [fit_vocabulary(a, texts, self.params.min_df, self.params.max_features)
                           for a in self._analyzers()]
+        from sklearn.linear_model import LogisticRegression  # here, not at import: scoring never needs it (~80 MB)
+
         lr = LogisticRegression(C=self.params.C, class_weight="balanced", max_iter=2000, random_state=self.seed)
         lr.fit(tfidf_matrix(self.analyzers, texts), list(labels))
         self.seen = [str(c) for c in lr.classes_]

@@ -61,8 +61,8 @@ def score(
     timeout: float = typer.Option(10.0, "--timeout", help="Per-request HTTP timeout (s) for URL inputs"),
     retries: int = typer.Option(2, "--retries", min=0, help="HTTP retries on timeouts, 429 and 5xx"),
     workers: Optional[int] = typer.Option(None, "--workers", min=1,
-                                          help="Scoring processes [default: all cores for scikit-learn models, "
-                                               "1 for torch models, which use all cores in-process]"),
+                                          help="Scoring processes [default: 1; torch models use all cores in-process, "
+                                               "more can pay for scikit-learn models on many idle cores]"),
     master: str = typer.Option("local[*]", "--master", help="Spark master for --engine spark, e.g. spark://host:7077"),
 ) -> None:
     """Score articles or paragraphs with the stance model: per-paragraph labels, article stances, a report.

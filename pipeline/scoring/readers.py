@@ -430,7 +430,7 @@ def parquet_batches(path: Path, options: ReadOptions, batch_size: int) -> Iterat
     import pyarrow.parquet as pq
 
     try:
-        parquet = pq.ParquetFile(path)
+        parquet = pq.ParquetFile(path, pre_buffer=False)  # pre-buffered column chunks stay cached: memory grew with the file
     except Exception as err:  # pyarrow raises several types for a file that is not Parquet
         yield Problem(str(path), f"not a readable Parquet file: {err}")
         return

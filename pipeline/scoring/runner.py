@@ -154,7 +154,7 @@ def _run_stream(sources, layout: Layout, model, model_label: str, options: ReadO
     started = time.perf_counter()
     with console.status(f"scoring paragraph tables -> {layout.paragraphs}"):
         scored, problems = stream.stream_tables(sources, layout.paragraphs, layout.fmt, model, options,
-                                                core.scoring_workers(model, workers))
+                                                core.scoring_workers(workers))
     elapsed = time.perf_counter() - started
     summary = {
         "model": model_label, "model_family": model.family, "model_training": model.provenance,

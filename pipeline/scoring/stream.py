@@ -3,7 +3,7 @@
 The general runner builds a Document per row plus article tables and a report. A table of paragraphs
 scored into one paragraph file needs none of that, so here rows stay Arrow columns end to end: read a
 batch, check it, score its text column (in worker processes for single-threaded models), write it.
-Memory is a few batches plus the ids seen so far (to report duplicates), however long the table.
+Memory is a few batches plus a hash of each id seen so far (to report duplicates), however long the table.
 Rows, columns, checks and messages are those of the general runner.
 """
 
@@ -21,6 +21,7 @@ import pyarrow.compute as pc
 
 from pipeline.scoring.core import TASKS_COLUMN, paragraph_columns, proba_column
 from pipeline.scoring.readers import Problem, ReadOptions, Source, _decode, parquet_batches, row_tasks, text_or_none
+from pipeline.scoring.seen_ids import SeenIds
 from pipeline.scoring.writers import arrow_schema, paragraph_writer
 
 STREAMABLE_SUFFIXES = {".parquet", ".jsonl"}
@@ -98,38 +99,34 @@ def _column(values: list) -> pa.Array:
                          else None for v in values], pa.string())
 
 
-def check_batch(path: Path, table: pa.Table, numbers: np.ndarray, options: ReadOptions,
-                seen: dict[str, str]) -> Batch:
-    """The rows that can be scored, with their tasks; the others as Problems (same messages as the runner)."""
+def check_batch(path: Path, table: pa.Table, numbers: np.ndarray, options: ReadOptions, seen: SeenIds) -> Batch:
+    """The rows that can be scored, with their tasks; the others as Problems (same messages as the runner).
+    Checks run on whole columns; only rows with a problem become Python objects."""
     n = table.num_rows
     get = (lambda c: table.column(c).combine_chunks() if c in table.column_names else None)
     ids, texts = get(options.id_col), get(options.text_col)
-    problems: dict[int, str] = {}
-    id_values = ids.to_pylist() if ids is not None else [None] * n
+    id_text, id_missing, id_invalid = _id_column(ids, n)
     text_ok = (pa.types.is_string(texts.type) or pa.types.is_large_string(texts.type)) if texts is not None else False
     stripped = pc.utf8_trim_whitespace(texts) if text_ok else None
     blank = (pc.fill_null(pc.equal(stripped, ""), True).to_numpy(zero_copy_only=False) if text_ok
              else np.ones(n, bool))
     text_null = texts.is_null().to_numpy(zero_copy_only=False) if texts is not None else np.ones(n, bool)
-    for i, doc_id in enumerate(id_values):
-        if doc_id is None or (isinstance(doc_id, float) and doc_id != doc_id):
-            problems[i] = f"missing field '{options.id_col}'"
-        elif text_null[i]:
-            problems[i] = f"missing field '{options.text_col}'"
-        elif not isinstance(doc_id, (str, int)) or isinstance(doc_id, bool) or str(doc_id) == "":
-            problems[i] = f"field '{options.id_col}' must be a non-empty string or integer"
-        elif blank[i]:
-            problems[i] = f"field '{options.text_col}' must be a non-empty string"
-        elif (key := str(doc_id)) in seen:
-            problems[i] = f"duplicate {options.id_col} '{key}' (first seen at {seen[key]})"
-        else:
-            seen[key] = f"{path}:{numbers[i]}"
+    reasons = [f"missing field '{options.id_col}'", f"missing field '{options.text_col}'",
+               f"field '{options.id_col}' must be a non-empty string or integer",
+               f"field '{options.text_col}' must be a non-empty string"]
+    failed = np.select([id_missing, text_null, id_invalid, blank], [0, 1, 2, 3], -1)  # the first check that fails
+    problems = {i: reasons[failed[i]] for i in np.flatnonzero(failed >= 0).tolist()}
+    candidates = np.flatnonzero(failed < 0)
+    earlier = seen.add(str(path), id_text.take(pa.array(candidates)), numbers[candidates])
+    for position, first in earlier.items():
+        i = int(candidates[position])
+        problems[i] = f"duplicate {options.id_col} '{id_text[i].as_py()}' (first seen at {first})"
     applies = _task_masks(get(options.task_col), n, options, problems)
     keep = np.ones(n, bool)
     keep[list(problems)] = False
     mask = pa.array(keep)
     columns = {
-        "id": pa.array([str(v) for v, k in zip(id_values, keep) if k], pa.string()),
+        "id": id_text.filter(mask),
         "text": stripped.filter(mask) if text_ok else pa.array([], pa.string()),
         "source": _as_text(get(options.source_col), n).filter(mask),
         "date": _as_text(get(options.date_col), n).filter(mask),
@@ -140,26 +137,45 @@ def check_batch(path: Path, table: pa.Table, numbers: np.ndarray, options: ReadO
     return Batch(columns, where)
 
 
+def _id_column(ids: pa.Array | None, n: int) -> tuple[pa.Array, np.ndarray, np.ndarray]:
+    """(id as text, missing, not a non-empty string or integer) per row. String and integer columns are
+    checked as columns; any other type (floats, booleans, mixed JSON) value by value, as the runner does."""
+    if ids is not None and (pa.types.is_string(ids.type) or pa.types.is_large_string(ids.type)
+                            or pa.types.is_integer(ids.type)):
+        text = ids.cast(pa.string())
+        missing = ids.is_null().to_numpy(zero_copy_only=False)
+        return text, missing, pc.fill_null(pc.equal(pc.binary_length(text), 0), False).to_numpy(zero_copy_only=False)
+    values = ids.to_pylist() if ids is not None else [None] * n
+    missing = np.array([v is None or (isinstance(v, float) and v != v) for v in values], bool)
+    valid = [isinstance(v, (str, int)) and not isinstance(v, bool) and str(v) != "" for v in values]
+    text = pa.array([str(v) if ok else None for v, ok in zip(values, valid)], pa.string())
+    return text, missing, ~missing & ~np.array(valid, bool)
+
+
 def _task_masks(cells: pa.Array | None, n: int, options: ReadOptions, problems: dict[int, str]) -> dict[str, np.ndarray]:
     """Per task, which rows it is scored on: the row's task cell, else --tasks, else every task.
-    Each distinct cell is resolved once."""
-    values = [None] * n if cells is None else cells.to_pylist()
-    resolved: dict = {}
-    masks = {task: np.zeros(n, bool) for task in options.known_tasks}
-    for i, cell in enumerate(values):
-        key = text_or_none(cell)
-        if key not in resolved:
-            try:
-                resolved[key] = row_tasks(cell, options) or tuple(options.known_tasks)
-            except ValueError as err:
-                resolved[key] = err
-        tasks = resolved[key]
-        if isinstance(tasks, ValueError):
-            problems.setdefault(i, f"field '{options.task_col}': {tasks}")
+    Each distinct cell is resolved once; a row whose cell names an unknown task becomes a problem."""
+    if cells is None or pa.types.is_null(cells.type):
+        values, codes = [None], np.zeros(n, np.int64)
+    else:
+        try:
+            encoded = pc.dictionary_encode(cells)
+        except pa.ArrowNotImplementedError:  # e.g. lists in JSONL: compared as the text they are read as
+            encoded = pc.dictionary_encode(pa.array([text_or_none(v) for v in cells.to_pylist()], pa.string()))
+        values = encoded.dictionary.to_pylist() + [None]
+        codes = encoded.indices.fill_null(len(values) - 1).to_numpy(zero_copy_only=False)
+    routed = np.zeros((len(values), len(options.known_tasks)), bool)
+    errors: dict[int, str] = {}
+    for code, cell in enumerate(values):
+        try:
+            tasks = row_tasks(cell, options) or tuple(options.known_tasks)
+        except ValueError as err:
+            errors[code] = f"field '{options.task_col}': {err}"
             continue
-        for task in tasks:
-            masks[task][i] = True
-    return masks
+        routed[code] = [task in tasks for task in options.known_tasks]
+    for i in np.flatnonzero(np.isin(codes, list(errors))).tolist():
+        problems.setdefault(i, errors[codes[i]])
+    return {task: routed[codes, j] for j, task in enumerate(options.known_tasks)}
 
 
 _WORKER_MODEL = None
@@ -187,8 +203,8 @@ def scored_table(model, batch: Batch, proba: dict[str, np.ndarray]) -> pa.Table:
         labels = model.schema.labels(task)
         applies = cols[TASKS_COLUMN][task]
         p = np.round(proba[task], 6)
-        data[task] = pa.array(np.array(labels, dtype=object)[p.argmax(axis=1)] if n else [], pa.string(),
-                              mask=~applies)
+        best = pa.array(p.argmax(axis=1) if n else np.zeros(0, np.int64), mask=~applies)  # null: not routed
+        data[task] = pa.array(labels, pa.string()).take(best)
         for j, label in enumerate(labels):
             data[proba_column(task, label)] = pa.array(p[:, j], pa.float64(), mask=~applies)
     return pa.table(data, schema=arrow_schema(paragraph_columns(model.schema), model.schema))
@@ -200,7 +216,7 @@ def stream_tables(sources: list[Source], out: Path, fmt: str, model, options: Re
     problems). With workers > 1 each batch's text is scored in a pool of processes, a few batches in flight."""
     writer = paragraph_writer(Path(out), fmt, model.schema)
     problems: list[Problem] = []
-    seen: dict[str, str] = {}
+    seen = SeenIds()
     scored = 0
     pool = None
     in_flight: deque = deque()
