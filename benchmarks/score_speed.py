@@ -110,11 +110,9 @@ def timed(fn, texts) -> tuple[float, object]:
 
 
 def ours(model, texts):
-    """Labels per task from `StanceModel.predict` (what every scoring path calls), in inference mode."""
-    from pipeline.scoring.core import inference_context
-
-    with inference_context():
-        return model.predict(texts)
+    """Labels per task from `StanceModel.predict`, what every scoring path calls (the torch families run
+    in inference mode on every usable core themselves)."""
+    return model.predict(texts)
 
 
 def write_table(path: Path, texts_for, rows: int, chunk: int = 50_000) -> None:
@@ -228,7 +226,7 @@ def peak_rss(family: str, model_dir: Path, rows: int, work: Path, precision: str
         model.set_precision(precision)  # as the timing run chose it; only that precision's weights are loaded
     per_s = end_to_end(model, path, work / "rss-out.parquet")
     own = own_peak_rss_mb()
-    from pipeline.scoring.core import scoring_workers
+    from pipeline.scoring.workers import scoring_workers
 
     workers = scoring_workers(None)
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024 * (workers if workers > 1 else 0)

@@ -21,6 +21,7 @@ from support import REPO, tiny_model
 from pipeline.model import StanceModel
 from pipeline.schema import load_schema
 from pipeline.scoring import core
+from pipeline.scoring.workers import ParallelScorer
 from pipeline.scoring.readers import Document, ReadOptions, discover, read_sources
 from pipeline.segment import segment_text
 
@@ -209,8 +210,8 @@ def test_discover_dedupes_and_reader_keeps_input_order(tmp_path, seed_files):
 
 def test_parallel_scorer_equals_in_process_scoring(model_dir, seed_paragraphs):
     model = StanceModel.load(model_dir)
-    texts = [f"{seed_paragraphs[i % len(seed_paragraphs)]} {i}" for i in range(core.ParallelScorer.MIN_PARALLEL + 7)]
-    scorer = core.ParallelScorer(model, 2)
+    texts = [f"{seed_paragraphs[i % len(seed_paragraphs)]} {i}" for i in range(ParallelScorer.MIN_PARALLEL + 7)]
+    scorer = ParallelScorer(model, 2)
     try:
         pd.testing.assert_frame_equal(scorer.score_frame(texts), model.score_frame(texts))
     finally:

@@ -13,10 +13,7 @@ that is mostly neutral but holds a few strongly worded paragraphs shows both.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import sys
 from typing import Iterable
 
 import numpy as np
@@ -65,81 +62,12 @@ def paragraphs_frame(documents: Iterable[Document]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=[*BASE_COLUMNS, TASKS_COLUMN])
 
 
-@contextlib.contextmanager
-def inference_context():
-    """Torch inference mode on all cores when a torch model is loaded; a no-op for scikit-learn."""
-    torch = sys.modules.get("torch")
-    if torch is None:
-        yield
-        return
-    torch.set_num_threads(os.cpu_count() or 1)
-    with torch.inference_mode():
-        yield
-
-
-_WORKER_MODEL = None
-
-
-def _init_worker(model) -> None:
-    global _WORKER_MODEL
-    _WORKER_MODEL = model
-
-
-def _worker_score(texts: list[str]) -> pd.DataFrame:
-    return _WORKER_MODEL.score_frame(texts)
-
-
-class ParallelScorer:
-    """`score_frame` split over worker processes (`--workers N`), for models whose inference runs on one
-    core (scikit-learn); torch models already use every core in-process."""
-
-    MIN_PARALLEL = 256  # smaller batches are scored in-process: starting workers costs seconds
-
-    def __init__(self, model, workers: int):
-        self.model = model
-        self.schema = model.schema
-        self.workers = workers
-        self._pool = None
-
-    def score_frame(self, texts: list[str]) -> pd.DataFrame:
-        if len(texts) < self.MIN_PARALLEL:
-            return self.model.score_frame(texts)
-        if self._pool is None:
-            import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor
-
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                             initializer=_init_worker, initargs=(self.model,))
-        size = -(-len(texts) // self.workers)
-        chunks = [texts[i:i + size] for i in range(0, len(texts), size)]
-        return pd.concat(list(self._pool.map(_worker_score, chunks)), ignore_index=True)
-
-    def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown()
-
-
-def scoring_workers(workers: int | None) -> int:
-    """Processes to score with: `workers` if given, else one. Torch models use every core in-process, and
-    the TF-IDF path is vectorised Arrow/numpy work that scored as fast in one process as in two workers on
-    2 cores, at a third of the memory (each worker holds its own model and interpreter). More processes
-    (`--workers`) can pay for a scikit-learn model on a machine with many idle cores."""
-    return workers or 1
-
-
-def make_scorer(model, workers: int | None):
-    """The model itself, or a ParallelScorer over `scoring_workers` processes."""
-    workers = scoring_workers(workers)
-    return ParallelScorer(model, workers) if workers > 1 else model
-
-
 def score_texts(model, texts: list[str]) -> pd.DataFrame:
     """`model.score_frame` on length-sorted texts (similar lengths pad together), original order back."""
     if not texts:
         return model.score_frame([])
     order = np.argsort([len(t) for t in texts], kind="stable")
-    with inference_context():
-        scored = model.score_frame([texts[i] for i in order])
+    scored = model.score_frame([texts[i] for i in order])
     inverse = np.empty_like(order)
     inverse[order] = np.arange(len(order))
     return scored.iloc[inverse].reset_index(drop=True)

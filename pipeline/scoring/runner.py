@@ -16,6 +16,7 @@ from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, 
                            TimeRemainingColumn)
 
 from pipeline.scoring import core, stream
+from pipeline.scoring.workers import make_scorer, scoring_workers
 from pipeline.scoring.readers import Document, Problem, ReadOptions, UsageError, count_items, discover, read_sources
 from pipeline.scoring.report import ReportStats, render
 from pipeline.scoring.writers import FORMATS, PartStore, article_writer, paragraph_writer
@@ -88,7 +89,7 @@ def run_local(inputs: list[str], out: Path, model, model_label: str, fmt: str | 
     started = time.perf_counter()
     scored_now = 0
     resumed_docs = len(store.done)
-    scorer = core.make_scorer(model, workers)
+    scorer = make_scorer(model, workers)
 
     columns = (TextColumn("[bold]scoring"), BarColumn(), MofNCompleteColumn(), TextColumn("documents"),
                TextColumn("{task.fields[paragraphs]} paragraphs · {task.fields[rate]:,.0f}/s"),
@@ -154,7 +155,7 @@ def _run_stream(sources, layout: Layout, model, model_label: str, options: ReadO
     started = time.perf_counter()
     with console.status(f"scoring paragraph tables -> {layout.paragraphs}"):
         scored, problems = stream.stream_tables(sources, layout.paragraphs, layout.fmt, model, options,
-                                                core.scoring_workers(workers))
+                                                scoring_workers(workers))
     elapsed = time.perf_counter() - started
     summary = {
         "model": model_label, "model_family": model.family, "model_training": model.provenance,

@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline.scoring.core import TASKS_COLUMN, paragraph_columns, proba_column
+from pipeline.scoring.workers import WorkerPool
 from pipeline.scoring.readers import Problem, ReadOptions, Source, _decode, parquet_batches, row_tasks, text_or_none
 from pipeline.scoring.seen_ids import SeenIds
 from pipeline.scoring.writers import arrow_schema, paragraph_writer
@@ -178,18 +179,6 @@ def _task_masks(cells: pa.Array | None, n: int, options: ReadOptions, problems: 
     return {task: routed[codes, j] for j, task in enumerate(options.known_tasks)}
 
 
-_WORKER_MODEL = None
-
-
-def _init_worker(model) -> None:
-    global _WORKER_MODEL
-    _WORKER_MODEL = model
-
-
-def _worker_proba(texts: pa.Array) -> dict[str, np.ndarray]:
-    return _WORKER_MODEL.predict_proba(texts)
-
-
 def scored_table(model, batch: Batch, proba: dict[str, np.ndarray]) -> pa.Table:
     """The paragraph-table rows of one batch (columns and types of the general runner's output)."""
     cols = batch.columns
@@ -218,19 +207,14 @@ def stream_tables(sources: list[Source], out: Path, fmt: str, model, options: Re
     problems: list[Problem] = []
     seen = SeenIds()
     scored = 0
-    pool = None
+    pool = WorkerPool(model, workers) if workers > 1 else None
     in_flight: deque = deque()
 
     def submit(texts: pa.Array):
         """Score in-process up to the first full batch (starting workers costs seconds), then in the pool."""
-        nonlocal pool
-        if workers > 1 and pool is None and scored + len(in_flight) >= 1:
-            import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor
-
-            pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                       initializer=_init_worker, initargs=(model,))
-        return pool.submit(_worker_proba, texts) if pool else model.predict_proba(texts)
+        if pool is not None and scored + len(in_flight) >= 1:
+            return pool.submit("predict_proba", texts)
+        return model.predict_proba(texts)
 
     def drain(limit: int) -> None:
         nonlocal scored
@@ -258,6 +242,6 @@ def stream_tables(sources: list[Source], out: Path, fmt: str, model, options: Re
         drain(0)
     finally:
         if pool is not None:
-            pool.shutdown(cancel_futures=True)
+            pool.close()
     writer.close()
     return scored, problems
