@@ -3,9 +3,9 @@
 bf16 (on CPUs with bfloat16 units) or int8 can score a transformer two to three times faster than fp32,
 but reduced precision can also move labels, by how much depends on the encoder and on the heads (int8
 dynamic quantization of all-mpnet-base-v2 turns its embeddings nearly random). So the choice is measured,
-never assumed: at training, each precision the family offers and params.yaml allows scores a fixed set of
-real paragraphs, and the fastest whose labels agree with fp32 on at least `MIN_AGREEMENT` of them, in
-every task, is kept. Fitting and cross-validation always run at fp32, so the CV metrics describe the fp32
+never assumed: at training, each precision the family offers and params.yaml allows scores a fixed set
+of labelled paragraphs (the real ones first), and the fastest whose labels agree with fp32 on at least
+`MIN_AGREEMENT` of them, in every task, is kept. Fitting and cross-validation always run at fp32, so the CV metrics describe the fp32
 model and the agreement says how far the scored labels can differ from it.
 """
 

@@ -77,7 +77,7 @@ def test_every_figure_follows_params_and_metrics(inputs):
     assert f"`{schema.task_names[0]}` / `{first}` has only 40 test examples (fewer than 50)" in card
     assert "has only 60" not in card  # the other family's classes have enough test examples
     assert "| model | task | 0% (30 labels) | 100% (300 labels) |" in card
-    assert "at least 97% of the real paragraphs" in card and "| fast | bf16 | 100 | 98.0% |" in card
+    assert "at least 97% of a fixed set of labelled paragraphs" in card and "| fast | bf16 | 100 | 98.0% |" in card
     assert "| inv_case | INV | swaps keep the class | 4 | " + "75% (3/4) | " * len(schema.task_names) in card
     assert "measured on 10 `scraped` articles (100 paragraphs)" in card and "75% of the labelled" in card
     assert "| train@fast | 300 | 2026-01-01T10:05:00+00:00 |" in card and "| **all listed** | **305** | |" in card
