@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Iterator
 
 from pipeline.documents import (DOCUMENT_SUFFIXES, HTML_SUFFIXES, TEXT_SUFFIXES, UnreadableDocument, bom_encoding,
                                  is_html, main_text, page_markup, unreadable_reason)
-from pipeline.documents import decode as _decode
+from pipeline.documents import decode
 from pipeline.segment import segment_text
 
 if TYPE_CHECKING:
@@ -110,7 +110,7 @@ def _kind(path: Path) -> str:
 def _is_url_list(path: Path) -> bool:
     """A .txt file whose every non-blank, non-comment line is an http(s) URL is a URL list."""
     try:
-        head = _decode(path.read_bytes()[:65536])
+        head = decode(path.read_bytes()[:65536])
     except (OSError, ValueError):  # a cut multi-byte character or a bad byte: not a URL list
         return False
     lines = [ln.strip() for ln in head.splitlines() if ln.strip() and not ln.strip().startswith("#")]
@@ -343,20 +343,27 @@ def _read_table(path: Path, options: ReadOptions, seen: dict[str, str]) -> Itera
         yield from _read_csv(path, options, seen)
 
 
-def _read_jsonl(path: Path, options: ReadOptions, seen: dict) -> Iterator[Document | Problem]:
+def jsonl_objects(path: Path) -> Iterator[tuple[int, dict] | Problem]:
+    """(line number, object) for each non-blank line of a JSONL file, or a Problem naming the line. Lines end
+    at `\n` only (U+2028 and friends are text), and each line is decoded on its own."""
     with path.open("rb") as handle:
         for number, raw in enumerate(handle, 1):
             if not raw.strip():
                 continue
             try:
-                obj = json.loads(_decode(raw))
+                obj = json.loads(decode(raw))
             except ValueError as err:
                 yield Problem(str(path), f"invalid JSON: {err}", number)
                 continue
             if not isinstance(obj, dict):
                 yield Problem(str(path), "not a JSON object", number)
                 continue
-            yield _row_document(path, number, obj, options, seen)
+            yield number, obj
+
+
+def _read_jsonl(path: Path, options: ReadOptions, seen: dict) -> Iterator[Document | Problem]:
+    for item in jsonl_objects(path):
+        yield item if isinstance(item, Problem) else _row_document(path, *item, options, seen)
 
 
 def _read_csv(path: Path, options: ReadOptions, seen: dict) -> Iterator[Document | Problem]:
@@ -475,7 +482,7 @@ def _read_url_list(path: Path, options: ReadOptions) -> Iterator[Document | Prob
         yield Problem(str(path), reason)
         return
     try:
-        lines = _url_lines(_decode(data))
+        lines = _url_lines(decode(data))
     except ValueError as err:
         yield Problem(str(path), str(err))
         return

@@ -9,7 +9,6 @@ Rows, columns, checks and messages are those of the general runner.
 
 from __future__ import annotations
 
-import json
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,8 @@ import pyarrow.compute as pc
 
 from pipeline.scoring.core import TASKS_COLUMN, paragraph_columns, proba_column
 from pipeline.scoring.workers import WorkerPool
-from pipeline.scoring.readers import Problem, ReadOptions, Source, _decode, parquet_batches, row_tasks, text_or_none
+from pipeline.scoring.readers import (Problem, ReadOptions, Source, jsonl_objects, parquet_batches, row_tasks,
+                                      text_or_none)
 from pipeline.scoring.seen_ids import SeenIds
 from pipeline.scoring.writers import arrow_schema, paragraph_writer
 
@@ -69,23 +69,16 @@ def _read_jsonl(path: Path, options: ReadOptions) -> Iterator[tuple[pa.Table, np
     def flush() -> tuple[pa.Table, np.ndarray]:
         return pa.table({c: _column([row.get(c) for row in rows]) for c in wanted}), np.array(numbers)
 
-    with path.open("rb") as handle:
-        for number, raw in enumerate(handle, 1):
-            if not raw.strip():
-                continue
-            try:
-                obj = json.loads(_decode(raw))
-            except ValueError as err:
-                yield Problem(str(path), f"invalid JSON: {err}", number)
-                continue
-            if not isinstance(obj, dict):
-                yield Problem(str(path), "not a JSON object", number)
-                continue
-            rows.append({c: obj[c] for c in wanted if c in obj})
-            numbers.append(number)
-            if len(rows) >= BATCH_ROWS:
-                yield flush()
-                rows, numbers = [], []
+    for item in jsonl_objects(path):
+        if isinstance(item, Problem):
+            yield item
+            continue
+        number, obj = item
+        rows.append({c: obj[c] for c in wanted if c in obj})
+        numbers.append(number)
+        if len(rows) >= BATCH_ROWS:
+            yield flush()
+            rows, numbers = [], []
     if rows:
         yield flush()
 
