@@ -64,3 +64,21 @@ def test_training_embeddings_are_cached_on_disk_and_reused_by_a_new_process(tmp_
     monkeypatch.setattr(encoder_module, "sentence_embeddings", lambda *a, **k: pytest.fail("re-encoded a cached text"))
     assert np.allclose(fresh.embed(TEXTS[:4], 32, 8), trained)
     assert len(fresh._disk[32].vectors()) == 4
+
+
+def test_a_huge_paragraph_is_cut_before_tokenizing_to_the_same_tokens():
+    from transformers import AutoTokenizer
+
+    from pipeline.models.encoder import CHARS_PER_TOKEN, model_text
+    from pipeline.models.weights import encoder_dir
+
+    tokenizer = AutoTokenizer.from_pretrained(encoder_dir("minilm"))
+    huge = "Moscow and Beijing   signed a gas deal, officials said; talks continue. " * 20_000  # ~1.4 MB
+    cut = model_text(tokenizer, huge, 64)
+    assert len(cut) <= 64 * CHARS_PER_TOKEN < len(huge)
+    ids = lambda text: tokenizer(text, truncation=True, max_length=64)["input_ids"]  # noqa: E731
+    assert ids(cut) == ids(huge)
+    one_word = "x" * 100_000  # no space to cut at: kept whole, truncation decides
+    assert model_text(tokenizer, one_word, 64) == one_word
+    short = "A short paragraph."
+    assert model_text(tokenizer, short, 64) is short

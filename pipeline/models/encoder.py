@@ -84,6 +84,24 @@ def mean_pool(last_hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.
     return torch.nn.functional.normalize(pooled, p=2, dim=1)
 
 
+CHARS_PER_TOKEN = 32  # a text longer than max_length x this is cut before tokenizing (see model_text)
+
+
+def model_text(tokenizer: PreTrainedTokenizerBase, text: str, max_length: int) -> str:
+    """The part of `text` the model sees, found without tokenizing all of a huge text (a 10 MB paragraph
+    would take seconds and a gigabyte): a long text is cut at the last space before max_length x
+    CHARS_PER_TOKEN characters, and the cut is kept only if it still fills `max_length` tokens, so the
+    result truncates to exactly the tokens of the whole text (tokenizers split words at spaces, so the
+    prefix's tokens begin the whole text's). Otherwise (long words, runs of spaces) the whole text stays."""
+    limit = max_length * CHARS_PER_TOKEN
+    if len(text) <= limit:
+        return text
+    cut = text.rfind(" ", 0, limit)
+    if cut > 0 and len(tokenizer(text[:cut], truncation=True, max_length=max_length)["input_ids"]) == max_length:
+        return text[:cut]
+    return text
+
+
 def tokenize(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], max_length: int,
              on: torch.device) -> dict[str, torch.Tensor]:
     batch = tokenizer(list(texts), truncation=True, max_length=max_length, padding=True, return_tensors="pt")
@@ -121,19 +139,20 @@ def precision_field() -> Any:
                                      "other; bf16 or int8 = that one if it agrees, else fp32")
 
 
-def inference_model(model: PreTrainedModel, precision: str) -> torch.nn.Module:
-    """The model to score with at `precision` (the fp32 model itself is never changed). Reduced precisions
-    are CPU paths: on a GPU the fp32 model is returned."""
+def inference_model(model: PreTrainedModel, precision: str, keep_original: bool = True) -> torch.nn.Module:
+    """The model to score with at `precision`. With `keep_original` the fp32 model is left as it is (the
+    reduced one is a copy); without, it is converted in place, so no second fp32 copy is ever in memory.
+    Reduced precisions are CPU paths: on a GPU the fp32 model is returned."""
     if precision not in PRECISIONS:
         raise ValueError(f"unknown inference precision '{precision}' (known: {', '.join(PRECISIONS)})")
     if precision == "fp32" or device().type != "cpu":
         return model
+    target = copy.deepcopy(model) if keep_original else model
     if precision == "bf16":
-        return copy.deepcopy(model).to(torch.bfloat16).eval()
+        return target.to(torch.bfloat16).eval()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.ao.quantization deprecation notice
-        return torch.ao.quantization.quantize_dynamic(copy.deepcopy(model).cpu().eval(), {torch.nn.Linear},
-                                                      dtype=torch.qint8)
+        return torch.ao.quantization.quantize_dynamic(target.cpu().eval(), {torch.nn.Linear}, dtype=torch.qint8)
 
 
 class EmbeddingCache:
@@ -181,8 +200,10 @@ class FrozenEncoder:
         self.folder = folder
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
         # only the model at `precision` stays in memory (a bf16 or int8 encoder drops its fp32 original)
-        self.scorer = inference_model(AutoModel.from_pretrained(folder, use_safetensors=True).to(device()).eval(),
-                                      precision)
+        # bf16 weights are converted as they load: no fp32 copy of the encoder is ever in memory
+        loaded = AutoModel.from_pretrained(folder, use_safetensors=True,
+                                           dtype=torch.bfloat16 if precision == "bf16" else torch.float32)
+        self.scorer = inference_model(loaded.to(device()).eval(), precision, keep_original=False)
         self.hidden_size = self.scorer.config.hidden_size
         self._memo: dict[tuple[int, str], np.ndarray] = {}
         self._disk_prefix = None if cache_dir is None or key is None else cache_dir / f"{key}-{precision}"
@@ -190,7 +211,7 @@ class FrozenEncoder:
 
     def embed(self, texts: Sequence[str], max_length: int, batch_size: int, persist: bool = False) -> np.ndarray:
         """(n, dim) embeddings; `persist` (training) also writes newly encoded texts to the disk cache."""
-        texts = list(texts)
+        texts = [model_text(self.tokenizer, t, max_length) for t in texts]
         todo = list(dict.fromkeys(t for t in texts if (max_length, t) not in self._memo))
         disk = None
         if self._disk_prefix is not None:
@@ -432,8 +453,8 @@ class TopLayersTrained(StanceClassifier):
 def score_tasks(classifiers: dict[str, TopLayersTrained], texts: Sequence[str]) -> dict[str, np.ndarray]:
     """Probabilities per task with one pass of the shared lower layers per batch (the tasks' `lower_key`s
     must be equal); each task runs only its own top layers and head on those states."""
-    texts = list(texts)
     first = next(iter(classifiers.values()))
+    texts = [model_text(first._tokenizer, t, first.params.max_length) for t in texts]
     on = next(first._scorer.parameters()).device
     out = {task: np.zeros((len(texts), len(clf.classes))) for task, clf in classifiers.items()}
     with torch.inference_mode(), progress("scoring", len(texts)) as advance:
