@@ -84,6 +84,8 @@ def mean_pool(last_hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.
     return torch.nn.functional.normalize(pooled, p=2, dim=1)
 
 
+PAD_TO = 32  # batches pad to a multiple of this many tokens: few distinct shapes, so kernel caches and
+# the allocator stop growing after the first batches (attention and pooling ignore padding)
 CHARS_PER_TOKEN = 32  # a text longer than max_length x this is cut before tokenizing (see model_text)
 
 
@@ -104,7 +106,8 @@ def model_text(tokenizer: PreTrainedTokenizerBase, text: str, max_length: int) -
 
 def tokenize(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], max_length: int,
              on: torch.device) -> dict[str, torch.Tensor]:
-    batch = tokenizer(list(texts), truncation=True, max_length=max_length, padding=True, return_tensors="pt")
+    batch = tokenizer(list(texts), truncation=True, max_length=max_length, padding=True, pad_to_multiple_of=PAD_TO,
+                      return_tensors="pt")
     return {k: v.to(on) for k, v in batch.items()}
 
 
