@@ -172,10 +172,6 @@ def hf_labels(model, texts: list[str]) -> dict[str, list[str]]:
     return out
 
 
-def agreement(a: dict[str, list[str]], b: dict[str, list[str]]) -> float:
-    return min(sum(x == y for x, y in zip(a[t], b[t])) / max(len(a[t]), 1) for t in a)
-
-
 def measure(family: str, model_dir: Path, n: int, rss_rows: int, work: Path) -> dict:
     """One family's figures, in this (child) process."""
     import torch
@@ -188,7 +184,7 @@ def measure(family: str, model_dir: Path, n: int, rss_rows: int, work: Path) -> 
     ours(model, bench_paragraphs(32, "warm"))  # lazy imports, first-call allocations
     figures: dict = {"paragraphs": n}
     if transformer:
-        from pipeline.precision import choose_precision
+        from pipeline.precision import agreement, choose_precision
 
         choice = choose_precision(model, seed_paragraphs()[:AGREEMENT_PARAGRAPHS], "auto")
         figures["precision"] = choice

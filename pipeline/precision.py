@@ -5,8 +5,8 @@ but reduced precision can also move labels, by how much depends on the encoder a
 dynamic quantization of all-mpnet-base-v2 turns its embeddings nearly random). So the choice is measured,
 never assumed: at training, each precision the family offers and params.yaml allows scores a fixed set
 of labelled paragraphs (the real ones first), and the fastest whose labels agree with fp32 on at least
-`MIN_AGREEMENT` of them, in every task, is kept. Fitting and cross-validation always run at fp32, so the CV metrics describe the fp32
-model and the agreement says how far the scored labels can differ from it.
+`MIN_AGREEMENT` of them, in every task, is kept. Fitting and cross-validation always run at fp32, so the
+CV metrics describe the fp32 model and the agreement says how far the scored labels can differ from it.
 """
 
 from __future__ import annotations
@@ -70,4 +70,3 @@ def choose_precision(model, texts: Sequence[str], setting: str) -> dict | None:
     model.set_precision(chosen)
     return {"precision": chosen, "min_agreement": MIN_AGREEMENT, "paragraphs": len(texts),
             "agreement": shares, "per_s": speeds}
-

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.models.base import StanceClassifier
 from pipeline.models.encoder import (PRECISIONS, FrozenEncoder, PrecisionSetting, encoder_fingerprint, frozen_encoder,
-                                     precision_field, resolve_shared_encoder, setup_torch, shared_encoder_dir)
+                                     precision_field, resolve_shared_encoder, save_shared_encoder, setup_torch)
 from pipeline.models.head import LogRegHead
 from pipeline.models.weights import ENCODERS, encoder_dir
 
@@ -69,11 +69,9 @@ class EmbedLogReg(StanceClassifier):
         all tasks that share it (a 400 MB encoder is not copied per task)."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        encoder = self._encoder()
-        key = self._encoder_key or encoder_fingerprint(encoder.folder)
-        shared = shared_encoder_dir(folder, key)
-        if not (shared / "config.json").exists():
-            encoder.save(shared)
+        source = self._encoder_dir or encoder_dir(self.params.encoder)
+        key = self._encoder_key or encoder_fingerprint(source)
+        shared = save_shared_encoder(folder, key, source)
         self._head.save(folder / "head.json")
         meta = {**self.settings(), "precision": self.precision, "encoder_key": key,
                 "encoder_dir": os.path.relpath(shared, folder)}

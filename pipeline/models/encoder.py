@@ -138,8 +138,8 @@ PrecisionSetting = Literal["auto", "fp32", "bf16", "int8"]
 def precision_field() -> Any:
     """The `precision` hyperparameter every transformer family takes."""
     return Field("auto", description="scoring precision: auto = the fastest of fp32/bf16/int8 whose labels agree "
-                                     "with fp32 on >= 99% of the real paragraphs (chosen at training); fp32 = none "
-                                     "other; bf16 or int8 = that one if it agrees, else fp32")
+                                     "with fp32 on >= 99% of a fixed set of labelled paragraphs (chosen at training); "
+                                     "fp32 = none other; bf16 or int8 = that one if it agrees, else fp32")
 
 
 def inference_model(model: PreTrainedModel, precision: str, keep_original: bool = True) -> torch.nn.Module:
@@ -200,13 +200,10 @@ class FrozenEncoder:
     MEMO_LIMIT = 20_000  # texts (~3 KB each with mpnet): a corpus for CV, a few batches when scoring
 
     def __init__(self, folder: Path, precision: str, key: str | None = None, cache_dir: Path | None = None):
-        self.folder = folder
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
-        # only the model at `precision` stays in memory (a bf16 or int8 encoder drops its fp32 original)
-        # bf16 weights are converted as they load: no fp32 copy of the encoder is ever in memory
-        loaded = AutoModel.from_pretrained(folder, use_safetensors=True,
-                                           dtype=torch.bfloat16 if precision == "bf16" else torch.float32)
-        self.scorer = inference_model(loaded.to(device()).eval(), precision, keep_original=False)
+        # only the model at `precision` stays in memory (a bf16 or int8 encoder is converted in place)
+        self.scorer = inference_model(AutoModel.from_pretrained(folder, use_safetensors=True).to(device()).eval(),
+                                      precision, keep_original=False)
         self.hidden_size = self.scorer.config.hidden_size
         self._memo: dict[tuple[int, str], np.ndarray] = {}
         self._disk_prefix = None if cache_dir is None or key is None else cache_dir / f"{key}-{precision}"
@@ -233,11 +230,6 @@ class FrozenEncoder:
                 disk.add(todo, vectors)
         dim = self.hidden_size
         return np.stack([self._memo[(max_length, t)] for t in texts]) if texts else np.zeros((0, dim), np.float32)
-
-    def save(self, folder: Path) -> None:
-        """The encoder's own files (fp32, whatever precision this copy scores at)."""
-        AutoModel.from_pretrained(self.folder, use_safetensors=True).save_pretrained(folder)
-        self.tokenizer.save_pretrained(folder)
 
 
 _FROZEN: dict[tuple[str, str], FrozenEncoder] = {}
@@ -355,6 +347,16 @@ def shared_encoder_dir(task_folder: Path, key: str) -> Path:
     return Path(task_folder).parent.parent / "encoders" / key
 
 
+def save_shared_encoder(task_folder: Path, key: str, source: Path) -> Path:
+    """Write the encoder in `source` (fp32 weights, tokenizer) to the model's `encoders/<key>` unless another
+    task already did; returns that folder."""
+    shared = shared_encoder_dir(task_folder, key)
+    if not (shared / "config.json").exists():
+        AutoModel.from_pretrained(source, use_safetensors=True).save_pretrained(shared)
+        AutoTokenizer.from_pretrained(source).save_pretrained(shared)
+    return shared
+
+
 def resolve_shared_encoder(task_folder: Path, relative: str) -> Path:
     """The shared encoder a task's settings point to; only the model's own encoders/ folder is accepted."""
     encoder = (Path(task_folder) / relative).resolve()
@@ -421,10 +423,7 @@ class TopLayersTrained(StanceClassifier):
     def save(self, folder: Path) -> None:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        shared = shared_encoder_dir(folder, self._base_key)
-        if not (shared / "config.json").exists():
-            AutoModel.from_pretrained(self._base_dir, use_safetensors=True).save_pretrained(shared)
-            self._tokenizer.save_pretrained(shared)
+        shared = save_shared_encoder(folder, self._base_key, self._base_dir)
         save_safetensors(trained_state(self._model, self._frozen_layers()), folder / "top.safetensors")
         self._model.config.to_json_file(folder / "config.json")
         meta = {**self.settings(), "precision": self.precision, "encoder_key": self._base_key,
@@ -473,12 +472,10 @@ def score_tasks(classifiers: dict[str, TopLayersTrained], texts: Sequence[str]) 
 def freeze_lower_layers(model: PreTrainedModel, trainable_layers: int) -> None:
     """Train only the top `trainable_layers` transformer layers (and any head): on a few hundred
     examples this loses little, and backpropagation stops early, which is what makes CPU training fast."""
-    base = model.base_model
-    layers = base.encoder.layer
-    if trainable_layers > len(layers):
-        raise ValueError(f"trainable_layers={trainable_layers}, but the encoder has {len(layers)} layers")
-    frozen = [base.embeddings, *layers[:len(layers) - trainable_layers]]
-    for module in frozen:
+    layers = len(model.base_model.encoder.layer)
+    if trainable_layers > layers:
+        raise ValueError(f"trainable_layers={trainable_layers}, but the encoder has {layers} layers")
+    for module in frozen_modules(model, layers - trainable_layers):
         for param in module.parameters():
             param.requires_grad_(False)
 
