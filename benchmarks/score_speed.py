@@ -155,17 +155,24 @@ def hf_labels(model, texts: list[str]) -> dict[str, list[str]]:
                          (max(scores, key=lambda s: s["score"]) for scores in results)]
         return out
 
-    def embed(encoder, tokenizer, max_length: int) -> np.ndarray:
-        extract = pipeline("feature-extraction", model=encoder, tokenizer=tokenizer, device="cpu",
-                           tokenize_kwargs={"truncation": True, "max_length": max_length})
-        vectors = [np.asarray(v)[0].mean(axis=0) for v in extract(texts, batch_size=1)]
-        vectors = np.stack(vectors)
-        return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    def embed(encoder, tokenizer, max_length: int, layers=(-1,)) -> np.ndarray:
+        """The textbook loop: one paragraph at a time through the fp32 encoder, each chosen layer's hidden
+        states mean-pooled and normalised, side by side."""
+        import torch
+
+        rows = []
+        with torch.inference_mode():
+            for text in texts:
+                states = encoder(**tokenizer(text, truncation=True, max_length=max_length, return_tensors="pt"),
+                                 output_hidden_states=True).hidden_states
+                blocks = [states[i][0].mean(dim=0).numpy() for i in layers]
+                rows.append(np.concatenate([b / np.linalg.norm(b) for b in blocks]))
+        return np.stack(rows)
 
     if model.family == "embed_lr":
         first = next(iter(model.classifiers.values()))
         frozen = first._encoder()
-        shared = embed(frozen.scorer, frozen.tokenizer, first.params.max_length)  # the fp32 encoder
+        shared = embed(frozen.scorer, frozen.tokenizer, first.params.max_length, first.params.layers)  # fp32
     for task, clf in model.classifiers.items():
         vectors = shared if model.family == "embed_lr" else embed(clf._model, clf._tokenizer, clf.params.max_length)
         out[task] = [clf.classes[i] for i in clf._head.predict_proba(vectors).argmax(axis=1)]

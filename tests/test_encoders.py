@@ -63,7 +63,7 @@ def test_training_embeddings_are_cached_on_disk_and_reused_by_a_new_process(tmp_
     fresh = FrozenEncoder(folder, "fp32", "k", tmp_path)
     monkeypatch.setattr(encoder_module, "sentence_embeddings", lambda *a, **k: pytest.fail("re-encoded a cached text"))
     assert np.allclose(fresh.embed(TEXTS[:4], 32, 8), trained)
-    assert len(fresh._disk[32].vectors()) == 4
+    assert len(next(iter(fresh._disk.values())).vectors()) == 4
 
 
 def test_a_huge_paragraph_is_cut_before_tokenizing_to_the_same_tokens():
@@ -82,3 +82,17 @@ def test_a_huge_paragraph_is_cut_before_tokenizing_to_the_same_tokens():
     assert model_text(tokenizer, one_word, 64) == one_word
     short = "A short paragraph."
     assert model_text(tokenizer, short, 64) is short
+
+
+def test_embeddings_of_several_layers_sit_side_by_side_each_normalised(tmp_path):
+    from pipeline.models.encoder import FrozenEncoder
+
+    encoder = FrozenEncoder(weights.encoder_dir("minilm"), "fp32", "k", tmp_path)
+    last = encoder.embed(TEXTS, 32, 4, persist=True)
+    both = encoder.embed(TEXTS, 32, 4, persist=True, layers=[-1, 2])
+    assert both.shape == (len(TEXTS), 2 * last.shape[1])
+    assert np.allclose(both[:, :last.shape[1]], last, atol=1e-5)
+    assert np.allclose(np.linalg.norm(both[:, last.shape[1]:], axis=1), 1.0, atol=1e-5)
+    assert len(list(tmp_path.glob("k-fp32-32*.npz"))) == 2  # one cache file per layer choice
+    with pytest.raises(ValueError, match="hidden states are 0..6"):
+        encoder.embed(TEXTS, 32, 4, layers=[12])

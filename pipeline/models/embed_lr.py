@@ -28,6 +28,8 @@ class EmbedLogReg(StanceClassifier):
         model_config = ConfigDict(extra="forbid")
         encoder: str = Field("minilm", description=f"packaged encoder by name: {', '.join(ENCODERS)}")
         C: float = Field(2.0, gt=0, description="inverse L2 strength of the logistic regression")
+        layers: list[int] = Field([-1], min_length=1, description="hidden states mean-pooled side by side: -1 the "
+                                  "last layer's output (the sentence embedding), -5 the output four layers lower")
         max_length: int = Field(256, ge=8, le=512, description="tokens per paragraph; the rest is cut")
         batch_size: int = Field(32, ge=1)
         precision: PrecisionSetting = precision_field()
@@ -46,7 +48,7 @@ class EmbedLogReg(StanceClassifier):
         return frozen_encoder(self._encoder_dir, self._encoder_key, self.precision)
 
     def _embed(self, texts: Sequence[str], persist: bool = False) -> np.ndarray:
-        return self._encoder().embed(texts, self.params.max_length, self.params.batch_size, persist)
+        return self._encoder().embed(texts, self.params.max_length, self.params.batch_size, persist, self.params.layers)
 
     def fit(self, texts: Sequence[str], labels: Sequence[str]) -> Self:
         setup_torch(self.seed)

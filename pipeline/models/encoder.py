@@ -111,19 +111,44 @@ def tokenize(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], max_lengt
     return {k: v.to(on) for k, v in batch.items()}
 
 
+LAST_LAYER = (-1,)  # the sentence-transformers embedding: the last layer's output, mean-pooled
+
+
+def check_layers(layers: Sequence[int], num_layers: int) -> tuple[int, ...]:
+    """`layers` as hidden-state indices of an encoder with `num_layers` layers (0 = the embeddings, -1 = the
+    last layer's output, as Python indexes the model's `hidden_states`); an index it lacks is a ValueError."""
+    layers = tuple(layers)
+    bad = [i for i in layers if not -(num_layers + 1) <= i <= num_layers]
+    if not layers or bad:
+        raise ValueError(f"layers {list(layers)}: this encoder's hidden states are 0..{num_layers} "
+                         f"(or -{num_layers + 1}..-1 from the top)")
+    return layers
+
+
+def pooled_layers(model: PreTrainedModel, batch: dict[str, torch.Tensor], layers: Sequence[int]) -> torch.Tensor:
+    """The mean-pooled, L2-normalised output of each of `layers`, side by side: (batch, dim x len(layers)).
+    Lower layers keep more of the wording and syntax that the last layer, trained for topical similarity,
+    averages away; a head on both sees stance cues the last layer alone blurs."""
+    if tuple(layers) == LAST_LAYER:
+        return mean_pool(model(**batch).last_hidden_state, batch["attention_mask"])
+    states = model(**batch, output_hidden_states=True).hidden_states
+    return torch.cat([mean_pool(states[i], batch["attention_mask"]) for i in layers], dim=1)
+
+
 def sentence_embeddings(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts: Sequence[str],
-                        max_length: int, batch_size: int, description: str = "embedding") -> np.ndarray:
-    """(n, dim) float32 normalised embeddings, in input order."""
+                        max_length: int, batch_size: int, layers: Sequence[int] = LAST_LAYER,
+                        description: str = "embedding") -> np.ndarray:
+    """(n, dim x len(layers)) float32 embeddings (each layer's block normalised), in input order."""
     texts = list(texts)
+    layers = check_layers(layers, model.config.num_hidden_layers)
     on = next(model.parameters()).device
-    out = np.zeros((len(texts), model.config.hidden_size), dtype=np.float32)
+    out = np.zeros((len(texts), model.config.hidden_size * len(layers)), dtype=np.float32)
     model.eval()
     batches = length_batches(texts, batch_size)
     with torch.inference_mode(), progress(description, len(texts)) as advance:
         for idx in batches:
             batch = tokenize(tokenizer, [texts[i] for i in idx], max_length, on)
-            hidden = model(**batch).last_hidden_state
-            out[idx] = mean_pool(hidden, batch["attention_mask"]).float().cpu().numpy()
+            out[idx] = pooled_layers(model, batch, layers).float().cpu().numpy()
             advance(len(idx))
     return out
 
@@ -197,7 +222,7 @@ class FrozenEncoder:
     was trained on are also kept on disk across processes (EmbeddingCache).
     """
 
-    MEMO_LIMIT = 20_000  # texts (~3 KB each with mpnet): a corpus for CV, a few batches when scoring
+    MEMO_LIMIT = 20_000  # texts (~3 KB per pooled layer with mpnet): a corpus for CV, a few batches when scoring
 
     def __init__(self, folder: Path, precision: str, key: str | None = None, cache_dir: Path | None = None):
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
@@ -205,31 +230,35 @@ class FrozenEncoder:
         self.scorer = inference_model(AutoModel.from_pretrained(folder, use_safetensors=True).to(device()).eval(),
                                       precision, keep_original=False)
         self.hidden_size = self.scorer.config.hidden_size
-        self._memo: dict[tuple[int, str], np.ndarray] = {}
+        self._memo: dict[tuple, np.ndarray] = {}
         self._disk_prefix = None if cache_dir is None or key is None else cache_dir / f"{key}-{precision}"
-        self._disk: dict[int, EmbeddingCache] = {}
+        self._disk: dict[tuple, EmbeddingCache] = {}
 
-    def embed(self, texts: Sequence[str], max_length: int, batch_size: int, persist: bool = False) -> np.ndarray:
-        """(n, dim) embeddings; `persist` (training) also writes newly encoded texts to the disk cache."""
+    def embed(self, texts: Sequence[str], max_length: int, batch_size: int, persist: bool = False,
+              layers: Sequence[int] = LAST_LAYER) -> np.ndarray:
+        """(n, dim x len(layers)) embeddings (`sentence_embeddings`); `persist` (training) also writes newly
+        encoded texts to the disk cache."""
         texts = [model_text(self.tokenizer, t, max_length) for t in texts]
-        todo = list(dict.fromkeys(t for t in texts if (max_length, t) not in self._memo))
+        setting = (max_length, check_layers(layers, self.scorer.config.num_hidden_layers))
+        todo = list(dict.fromkeys(t for t in texts if (setting, t) not in self._memo))
         disk = None
         if self._disk_prefix is not None:
-            disk = self._disk.setdefault(max_length, EmbeddingCache(Path(f"{self._disk_prefix}-{max_length}.npz")))
+            suffix = "" if setting[1] == LAST_LAYER else "-layers" + "_".join(map(str, setting[1]))
+            disk = self._disk.setdefault(setting, EmbeddingCache(Path(f"{self._disk_prefix}-{max_length}{suffix}.npz")))
         if todo and disk is not None:
             stored = disk.vectors()
             found = [t for t in todo if EmbeddingCache.key(t) in stored]
-            self._memo.update({(max_length, t): stored[EmbeddingCache.key(t)] for t in found})
-            todo = [t for t in todo if (max_length, t) not in self._memo]
+            self._memo.update({(setting, t): stored[EmbeddingCache.key(t)] for t in found})
+            todo = [t for t in todo if (setting, t) not in self._memo]
         if todo:
             if len(self._memo) + len(todo) > self.MEMO_LIMIT:
                 self._memo.clear()
-            vectors = sentence_embeddings(self.scorer, self.tokenizer, todo, max_length, batch_size)
-            self._memo.update({(max_length, t): v for t, v in zip(todo, vectors)})
+            vectors = sentence_embeddings(self.scorer, self.tokenizer, todo, max_length, batch_size, setting[1])
+            self._memo.update({(setting, t): v for t, v in zip(todo, vectors)})
             if persist and disk is not None:
                 disk.add(todo, vectors)
-        dim = self.hidden_size
-        return np.stack([self._memo[(max_length, t)] for t in texts]) if texts else np.zeros((0, dim), np.float32)
+        dim = self.hidden_size * len(setting[1])
+        return np.stack([self._memo[(setting, t)] for t in texts]) if texts else np.zeros((0, dim), np.float32)
 
 
 _FROZEN: dict[tuple[str, str], FrozenEncoder] = {}
