@@ -1,0 +1,130 @@
+"""Which frozen-mpnet features generalise best to real text? (issue 9; results in results/model_selection.md)
+
+One fp32 pass of all-mpnet-base-v2 over the labelled corpus (paragraphs, and their sentences separately)
+keeps the mean-pooled hidden states of several layers; each variant below is a logistic regression on
+some of them, scored three ways, mean macro-F1 over the tasks:
+- head: the model card's headline (3 x 5-fold CV grouped by article, only real articles in test folds);
+- transfer: train on authored text only, test on every real paragraph;
+- authored: 5-fold CV grouped by article on the authored articles only (1,287 test paragraphs: a steadier,
+  if in-style, check of what the 80 real paragraphs can barely tell apart).
+
+    python experiments/pooled_layers.py                       # every variant, C in 8 and 32
+    python experiments/pooled_layers.py last+L6,last 8,32     # some variants and Cs
+
+Features are cached in $STANCE_CACHE/experiments/pooled_layers.npz (about 6 minutes on 2 cores to build).
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from pydantic import BaseModel
+from transformers import AutoModel, AutoTokenizer
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from pipeline.config import load_params, resolve  # noqa: E402
+from pipeline.dataset import load_frame  # noqa: E402
+from pipeline.evaluate import _macro_f1, bootstrap_macro_f1, cross_validate, transfer  # noqa: E402
+from pipeline.models.base import StanceClassifier  # noqa: E402
+from pipeline.models.encoder import length_batches, tokenize  # noqa: E402
+from pipeline.models.head import LogRegHead  # noqa: E402
+from pipeline.models.weights import cache_root, encoder_dir  # noqa: E402
+from pipeline.schema import load_schema  # noqa: E402
+from pipeline.train import group_values, testable_rows  # noqa: E402
+
+LAYERS = (6, 8, 10, 12)  # hidden-state indices kept (12 = the last layer's output)
+SENTENCE_END = re.compile(r"(?<=[.!?])[\"”’)]?\s+(?=[A-Z“\"‘(])")
+
+
+def pooled(model, tokenizer, texts: list[str]) -> dict[int, np.ndarray]:
+    """Mean-pooled hidden states of LAYERS per text (not normalised)."""
+    out = {layer: np.zeros((len(texts), model.config.hidden_size), np.float32) for layer in LAYERS}
+    with torch.inference_mode():
+        for idx in length_batches(texts, 16):
+            batch = tokenize(tokenizer, [texts[i] for i in idx], 256, torch.device("cpu"))
+            states = model(**batch, output_hidden_states=True).hidden_states
+            mask = batch["attention_mask"].unsqueeze(-1).float()
+            for layer in LAYERS:
+                out[layer][idx] = ((states[layer] * mask).sum(1) / mask.sum(1)).numpy()
+    return out
+
+
+def features(texts: list[str]) -> dict[str, np.ndarray]:
+    path = cache_root() / "experiments" / "pooled_layers.npz"
+    if not path.exists():
+        folder = encoder_dir("mpnet")
+        tokenizer, model = AutoTokenizer.from_pretrained(folder), AutoModel.from_pretrained(folder).eval()
+        sentences, owner = [], []
+        for i, text in enumerate(texts):
+            for sentence in filter(str.strip, SENTENCE_END.split(text)):
+                sentences.append(sentence.strip())
+                owner.append(i)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(path, **{f"L{k}": v for k, v in pooled(model, tokenizer, texts).items()},
+                 sentences=pooled(model, tokenizer, sentences)[12], owner=np.array(owner))
+    data = np.load(path)
+    norm = lambda v: v / np.linalg.norm(v, axis=1, keepdims=True)  # noqa: E731
+    layer = {k: norm(data[f"L{k}"]) for k in LAYERS}
+    sentence, owner = norm(data["sentences"]), data["owner"]
+    sent_max = np.full_like(layer[12], -np.inf)
+    sent_sum = np.zeros_like(layer[12])
+    for vector, i in zip(sentence, owner):
+        sent_max[i] = np.maximum(sent_max[i], vector)
+        sent_sum[i] += vector
+    return {
+        "last": layer[12], "last+L8": np.hstack([layer[12], layer[8]]), "last+L6": np.hstack([layer[12], layer[6]]),
+        "avg10-12": norm(layer[10] + layer[12]), "last+L10+L8+L6": np.hstack([layer[k] for k in (12, 10, 8, 6)]),
+        "sentmean": norm(sent_sum), "last+sentmax": np.hstack([layer[12], norm(sent_max)]),
+        "last+sentmean": np.hstack([layer[12], norm(sent_sum)]),
+    }
+
+
+def main() -> None:
+    params, schema = load_params(), load_schema()
+    frame = load_frame(resolve(params.dataset.out_dir))
+    texts = frame["text"].tolist()
+    variants, row_of = features(texts), {t: i for i, t in enumerate(texts)}
+
+    class Lookup(StanceClassifier):
+        """A logistic regression on one variant's precomputed features (CV clones it per fold)."""
+        family = "lookup"
+
+        class Params(BaseModel):
+            C: float = 8.0
+            variant: str = "last"
+
+        def fit(self, texts, labels):
+            X = variants[self.params.variant][[row_of[t] for t in texts]]
+            self._head = LogRegHead(self.classes, self.params.C, self.seed).fit(X, labels)
+            return self
+
+        def predict_proba(self, texts):
+            return self._head.predict_proba(variants[self.params.variant][[row_of[t] for t in texts]])
+
+    groups = group_values(frame, "article").to_numpy()
+    names = sys.argv[1].split(",") if len(sys.argv) > 1 else list(variants)
+    Cs = [float(c) for c in sys.argv[2].split(",")] if len(sys.argv) > 2 else [8.0, 32.0]
+    print("variant | C | head | transfer | authored")
+    for name in names:
+        for C in Cs:
+            scores = {"head": [], "transfer": [], "authored": []}
+            for task in schema.task_names:
+                rows = frame[frame[task] >= 0]
+                classes, y, g, tx = schema.labels(task), rows[task].to_numpy(), groups[rows.index], rows["text"].tolist()
+                real = testable_rows(rows, params.evaluate.test_on)
+                estimator = Lookup(classes, params.seed, C=C, variant=name)
+                cv = cross_validate(estimator, tx, y, g, classes, 5, 3, params.seed, real)
+                scores["head"].append(bootstrap_macro_f1(cv, 1, 0.95, 0)[0])
+                held = transfer(estimator, tx, y, g, classes, real)
+                scores["transfer"].append(_macro_f1(held.y, held.proba[0].argmax(1), len(classes)))
+                written = cross_validate(estimator, tx, y, g, classes, 5, 1, params.seed, ~real)
+                scores["authored"].append(_macro_f1(written.y, written.proba[0].argmax(1), len(classes)))
+            print(f"{name} | {C:g} | " + " | ".join(f"{np.mean(v):.3f}" for v in scores.values()), flush=True)
+
+
+if __name__ == "__main__":
+    main()
