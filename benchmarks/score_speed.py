@@ -10,8 +10,10 @@ Per family (each measured in its own subprocess, so peak RSS is that family's):
   paragraphs with the seed corpus' length distribution.
 - `end_to_end_per_s`: `stance score in.parquet --out out.parquet` (read, check, score, write).
 - `hf_per_s` / `ratio_vs_hf`: the baseline a user would write. finetune: `pipeline("text-classification")`
-  per task; embed_lr: `pipeline("feature-extraction")` on the encoder, mean-pooled, then each task's head;
-  setfit: the same per task (each task has its own trained encoder). None for scikit-learn.
+  per task; embed_lr: the textbook transformers loop, one paragraph at a time through the fp32 encoder, the
+  model's pooled layers mean-pooled (what `pipeline("feature-extraction")` does for the last layer; it cannot
+  return a middle one), then each task's head; setfit: the same per task (each task has its own trained
+  encoder). None for scikit-learn.
 - `label_agreement_vs_fp32`: labels at the precision we score with against fp32 labels, on the benchmark
   paragraphs. The precision is chosen as training chooses it (pipeline/precision.py): the fastest of
   fp32/bf16/int8 whose labels agree with fp32 on >= 99% of a fixed real paragraph set (the first seed
