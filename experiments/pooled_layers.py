@@ -21,7 +21,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 from pydantic import BaseModel
 from transformers import AutoModel, AutoTokenizer
 
@@ -30,7 +29,7 @@ from pipeline.config import load_params, resolve  # noqa: E402
 from pipeline.dataset import load_frame  # noqa: E402
 from pipeline.evaluate import _macro_f1, bootstrap_macro_f1, cross_validate, transfer  # noqa: E402
 from pipeline.models.base import StanceClassifier  # noqa: E402
-from pipeline.models.encoder import length_batches, tokenize  # noqa: E402
+from pipeline.models.encoder import sentence_embeddings  # noqa: E402
 from pipeline.models.head import LogRegHead  # noqa: E402
 from pipeline.models.weights import cache_root, encoder_dir  # noqa: E402
 from pipeline.schema import load_schema  # noqa: E402
@@ -41,16 +40,9 @@ SENTENCE_END = re.compile(r"(?<=[.!?])[\"”’)]?\s+(?=[A-Z“\"‘(])")
 
 
 def pooled(model, tokenizer, texts: list[str]) -> dict[int, np.ndarray]:
-    """Mean-pooled hidden states of LAYERS per text (not normalised)."""
-    out = {layer: np.zeros((len(texts), model.config.hidden_size), np.float32) for layer in LAYERS}
-    with torch.inference_mode():
-        for idx in length_batches(texts, 16):
-            batch = tokenize(tokenizer, [texts[i] for i in idx], 256, torch.device("cpu"))
-            states = model(**batch, output_hidden_states=True).hidden_states
-            mask = batch["attention_mask"].unsqueeze(-1).float()
-            for layer in LAYERS:
-                out[layer][idx] = ((states[layer] * mask).sum(1) / mask.sum(1)).numpy()
-    return out
+    """The mean-pooled, normalised hidden states of LAYERS per text, from the encoder's own pooling."""
+    blocks = sentence_embeddings(model, tokenizer, texts, 256, 16, LAYERS)
+    return dict(zip(LAYERS, np.split(blocks, len(LAYERS), axis=1)))
 
 
 def features(texts: list[str]) -> dict[str, np.ndarray]:
@@ -65,7 +57,7 @@ def features(texts: list[str]) -> dict[str, np.ndarray]:
                 owner.append(i)
         path.parent.mkdir(parents=True, exist_ok=True)
         np.savez(path, **{f"L{k}": v for k, v in pooled(model, tokenizer, texts).items()},
-                 sentences=pooled(model, tokenizer, sentences)[12], owner=np.array(owner))
+                 sentences=sentence_embeddings(model, tokenizer, sentences, 256, 16), owner=np.array(owner))
     data = np.load(path)
     norm = lambda v: v / np.linalg.norm(v, axis=1, keepdims=True)  # noqa: E731
     layer = {k: norm(data[f"L{k}"]) for k in LAYERS}

@@ -111,7 +111,8 @@ class FastModel:
         setup_torch(self.seed)
         folder = encoder_dir(self.params.encoder)
         encoder = frozen_encoder(folder, encoder_fingerprint(folder))
-        return encoder.embed(texts, self.params.max_length, self.params.batch_size, True, self.params.layers)
+        return encoder.embed(texts, self.params.max_length, self.params.batch_size, persist=True,
+                             layers=self.params.layers)
 
     def fit_predict(self, X: np.ndarray, rows: dict[str, list[tuple[int, str]]],
                     classes: dict[str, list[str]]) -> dict[str, np.ndarray] | None:
