@@ -96,3 +96,25 @@ def test_embeddings_of_several_layers_sit_side_by_side_each_normalised(tmp_path)
     assert len(list(tmp_path.glob("k-fp32-32*.npz"))) == 2  # one cache file per layer choice
     with pytest.raises(ValueError, match="hidden states are 0..6"):
         encoder.embed(TEXTS, 32, 4, layers=[12])
+
+
+def test_pooling_lower_layers_runs_only_those_and_matches_the_full_pass():
+    """Layers above the deepest pooled one are skipped, with the same numbers as the whole model's hidden_states."""
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    from pipeline.models.encoder import mean_pool, pooled_layers, tokenize
+
+    folder = weights.encoder_dir("minilm")
+    tokenizer, model = AutoTokenizer.from_pretrained(folder), AutoModel.from_pretrained(folder).eval()
+    batch = tokenize(tokenizer, TEXTS, 32, torch.device("cpu"))
+    ran = []
+    hooks = [layer.register_forward_hook(lambda *_, i=i: ran.append(i)) for i, layer in enumerate(model.encoder.layer)]
+    with torch.inference_mode():
+        got = pooled_layers(model, batch, [3, -5])
+        assert ran == [0, 1, 2]
+        for hook in hooks:
+            hook.remove()
+        states = model(**batch, output_hidden_states=True).hidden_states
+    expected = torch.cat([mean_pool(states[3], batch["attention_mask"]), mean_pool(states[2], batch["attention_mask"])], 1)
+    assert torch.allclose(got, expected, atol=1e-6)

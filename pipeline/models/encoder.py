@@ -128,11 +128,15 @@ def check_layers(layers: Sequence[int], num_layers: int) -> tuple[int, ...]:
 def pooled_layers(model: PreTrainedModel, batch: dict[str, torch.Tensor], layers: Sequence[int]) -> torch.Tensor:
     """The mean-pooled, L2-normalised output of each of `layers`, side by side: (batch, dim x len(layers)).
     A middle layer keeps wording that the last one, trained for topical similarity, averages away: beside it,
-    it lifted transfer to real text by ~0.05 macro-F1 (experiments/results/model_selection.md)."""
+    it lifted transfer to real text by ~0.05 macro-F1 (experiments/results/model_selection.md). Layers above
+    the deepest one asked for are never run: pooling layer 6 of 12 costs half an encoder pass."""
     if tuple(layers) == LAST_LAYER:
         return mean_pool(model(**batch).last_hidden_state, batch["attention_mask"])
-    states = model(**batch, output_hidden_states=True).hidden_states
-    return torch.cat([mean_pool(states[i], batch["attention_mask"]) for i in layers], dim=1)
+    depth = model.config.num_hidden_layers + 1
+    wanted = [i % depth for i in layers]
+    states = [lower_states(model.base_model, batch, 0)]
+    states += layer_outputs(model.base_model, states[0], batch["attention_mask"], 0, max(wanted))
+    return torch.cat([mean_pool(states[i], batch["attention_mask"]) for i in wanted], dim=1)
 
 
 def sentence_embeddings(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, texts: Sequence[str],
@@ -339,16 +343,24 @@ def frozen_prefix(folder: Path, frozen_layers: int, max_length: int, batch_size:
     return _PREFIXES[key]
 
 
-def upper_layers(base: PreTrainedModel, hidden: torch.Tensor, attention_mask: torch.Tensor, start: int,
-                 stop: int | None = None) -> torch.Tensor:
-    """Run encoder layers [start, stop) of a BERT- or MPNet-style model on hidden states (MPNet's layers also
-    take the relative position bias its encoder computes from the sequence length)."""
+def layer_outputs(base: PreTrainedModel, hidden: torch.Tensor, attention_mask: torch.Tensor, start: int,
+                  stop: int | None = None) -> list[torch.Tensor]:
+    """The output of each encoder layer in [start, stop) of a BERT- or MPNet-style model, run on hidden states
+    (MPNet's layers also take the relative position bias its encoder computes from the sequence length)."""
     mask = create_bidirectional_mask(config=base.config, inputs_embeds=hidden, attention_mask=attention_mask)
     extra = (base.encoder.compute_position_bias(hidden),) if hasattr(base.encoder, "relative_attention_bias") else ()
+    outputs = []
     for layer in base.encoder.layer[start:stop]:
         out = layer(hidden, mask, *extra)
         hidden = out[0] if isinstance(out, tuple) else out
-    return hidden
+        outputs.append(hidden)
+    return outputs
+
+
+def upper_layers(base: PreTrainedModel, hidden: torch.Tensor, attention_mask: torch.Tensor, start: int,
+                 stop: int | None = None) -> torch.Tensor:
+    """The hidden states after encoder layers [start, stop) (the input itself when the range is empty)."""
+    return (layer_outputs(base, hidden, attention_mask, start, stop) or [hidden])[-1]
 
 
 def lower_states(base: PreTrainedModel, batch: dict[str, torch.Tensor], frozen_layers: int) -> torch.Tensor:
