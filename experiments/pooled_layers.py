@@ -11,11 +11,12 @@ some of them, scored three ways, mean macro-F1 over the tasks:
     python experiments/pooled_layers.py                       # every variant, C in 8 and 32
     python experiments/pooled_layers.py last+L6,last 8,32     # some variants and Cs
 
-Features are cached in $STANCE_CACHE/experiments/pooled_layers.npz (about 6 minutes on 2 cores to build).
+Features are cached in $STANCE_CACHE/experiments/pooled_layers-<hash of layers and texts>.npz (about 6 minutes on 2 cores to build).
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 import sys
 from pathlib import Path
@@ -35,7 +36,7 @@ from pipeline.models.weights import cache_root, encoder_dir  # noqa: E402
 from pipeline.schema import load_schema  # noqa: E402
 from pipeline.train import group_values, testable_rows  # noqa: E402
 
-LAYERS = (6, 8, 10, 12)  # hidden-state indices kept (12 = the last layer's output)
+LAYERS = (4, 6, 8, 10, 12)  # hidden-state indices kept (12 = the last layer's output)
 SENTENCE_END = re.compile(r"(?<=[.!?])[\"”’)]?\s+(?=[A-Z“\"‘(])")
 
 
@@ -46,7 +47,8 @@ def pooled(model, tokenizer, texts: list[str]) -> dict[int, np.ndarray]:
 
 
 def features(texts: list[str]) -> dict[str, np.ndarray]:
-    path = cache_root() / "experiments" / "pooled_layers.npz"
+    key = hashlib.sha256("\n".join([repr(LAYERS), *texts]).encode()).hexdigest()[:12]
+    path = cache_root() / "experiments" / f"pooled_layers-{key}.npz"
     if not path.exists():
         folder = encoder_dir("mpnet")
         tokenizer, model = AutoTokenizer.from_pretrained(folder), AutoModel.from_pretrained(folder).eval()
@@ -72,6 +74,9 @@ def features(texts: list[str]) -> dict[str, np.ndarray]:
         "avg10-12": norm(layer[10] + layer[12]), "last+L10+L8+L6": np.hstack([layer[k] for k in (12, 10, 8, 6)]),
         "sentmean": norm(sent_sum), "last+sentmax": np.hstack([layer[12], norm(sent_max)]),
         "last+sentmean": np.hstack([layer[12], norm(sent_sum)]),
+        # encoders cut at the deepest layer read: L8 runs 8 of 12 layers, L6 half of them
+        "L6": layer[6], "L8": layer[8], "L8+L6": np.hstack([layer[8], layer[6]]),
+        "L6+L4": np.hstack([layer[6], layer[4]]),
     }
 
 
