@@ -4,7 +4,7 @@ Two knobs the default head does not have, tried on the champion's features (mpne
 params.yaml, from the embedding cache that `dvc repro` fills):
 - class weights `(n / (k * count)) ** power`: 1 = balanced (the default), 0 = unweighted, 0.5 between;
 - real paragraphs repeated `real` times in training (1 = the default), so their style counts more.
-Each setting is scored as in pooled_layers.py: headline CV, transfer (no real text in training, so the
+Each setting is scored by pooled_layers.three_scores: headline CV, transfer (no real text in training, so the
 repeat has no effect there), and CV on the authored articles.
 
     python experiments/head_weights.py 8:1:1,8:0.5:1,8:0:1,8:1:3,8:1:10     # C:power:real
@@ -20,17 +20,17 @@ from pydantic import BaseModel
 from sklearn.linear_model import LogisticRegression
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 from pipeline.config import load_params, resolve  # noqa: E402
 from pipeline.dataset import load_frame  # noqa: E402
-from pipeline.evaluate import _macro_f1, bootstrap_macro_f1, cross_validate, transfer  # noqa: E402
 from pipeline.models import build_classifier  # noqa: E402
 from pipeline.models.base import StanceClassifier  # noqa: E402
-from pipeline.schema import load_schema  # noqa: E402
 from pipeline.train import group_values, testable_rows  # noqa: E402
+from pooled_layers import three_scores  # noqa: E402
 
 
 def main() -> None:
-    params, schema = load_params(), load_schema()
+    params = load_params()
     frame = load_frame(resolve(params.dataset.out_dir))
     texts = frame["text"].tolist()
     encoder = build_classifier("embed_lr", params.models["embed_lr"], ["a", "b"], params.seed)
@@ -66,19 +66,9 @@ def main() -> None:
     print("C:power:real | head | transfer | authored")
     for setting in settings:
         C, power, real_times = setting.split(":")
-        scores = {"head": [], "transfer": [], "authored": []}
-        for task in schema.task_names:
-            rows = frame[frame[task] >= 0]
-            classes, y, g, tx = schema.labels(task), rows[task].to_numpy(), groups[rows.index], rows["text"].tolist()
-            real = testable_rows(rows, params.evaluate.test_on)
-            estimator = WeightedHead(classes, params.seed, C=float(C), power=float(power), real=int(real_times))
-            cv = cross_validate(estimator, tx, y, g, classes, 5, 3, params.seed, real)
-            scores["head"].append(bootstrap_macro_f1(cv, 1, 0.95, 0)[0])
-            held = transfer(estimator, tx, y, g, classes, real)
-            scores["transfer"].append(_macro_f1(held.y, held.proba[0].argmax(1), len(classes)))
-            written = cross_validate(estimator, tx, y, g, classes, 5, 1, params.seed, ~real)
-            scores["authored"].append(_macro_f1(written.y, written.proba[0].argmax(1), len(classes)))
-        print(f"{setting} | " + " | ".join(f"{np.mean(v):.3f}" for v in scores.values()), flush=True)
+        scores = three_scores(frame, groups, lambda classes: WeightedHead(
+            classes, params.seed, C=float(C), power=float(power), real=int(real_times)))
+        print(f"{setting} | " + " | ".join(f"{v:.3f}" for v in scores.values()), flush=True)
 
 
 if __name__ == "__main__":

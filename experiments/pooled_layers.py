@@ -80,8 +80,26 @@ def features(texts: list[str]) -> dict[str, np.ndarray]:
     }
 
 
-def main() -> None:
+def three_scores(frame, groups: np.ndarray, make_estimator) -> dict[str, float]:
+    """Mean macro-F1 over the tasks of `make_estimator(classes)`: headline CV, transfer, authored-only CV."""
     params, schema = load_params(), load_schema()
+    scores = {"head": [], "transfer": [], "authored": []}
+    for task in schema.task_names:
+        rows = frame[frame[task] >= 0]
+        classes, y, g, tx = schema.labels(task), rows[task].to_numpy(), groups[rows.index], rows["text"].tolist()
+        real = testable_rows(rows, params.evaluate.test_on)
+        estimator = make_estimator(classes)
+        cv = cross_validate(estimator, tx, y, g, classes, 5, 3, params.seed, real)
+        scores["head"].append(bootstrap_macro_f1(cv, 1, 0.95, 0)[0])
+        held = transfer(estimator, tx, y, g, classes, real)
+        scores["transfer"].append(_macro_f1(held.y, held.proba[0].argmax(1), len(classes)))
+        written = cross_validate(estimator, tx, y, g, classes, 5, 1, params.seed, ~real)
+        scores["authored"].append(_macro_f1(written.y, written.proba[0].argmax(1), len(classes)))
+    return {k: float(np.mean(v)) for k, v in scores.items()}
+
+
+def main() -> None:
+    params = load_params()
     frame = load_frame(resolve(params.dataset.out_dir))
     texts = frame["text"].tolist()
     variants, row_of = features(texts), {t: i for i, t in enumerate(texts)}
@@ -108,19 +126,8 @@ def main() -> None:
     print("variant | C | head | transfer | authored")
     for name in names:
         for C in Cs:
-            scores = {"head": [], "transfer": [], "authored": []}
-            for task in schema.task_names:
-                rows = frame[frame[task] >= 0]
-                classes, y, g, tx = schema.labels(task), rows[task].to_numpy(), groups[rows.index], rows["text"].tolist()
-                real = testable_rows(rows, params.evaluate.test_on)
-                estimator = Lookup(classes, params.seed, C=C, variant=name)
-                cv = cross_validate(estimator, tx, y, g, classes, 5, 3, params.seed, real)
-                scores["head"].append(bootstrap_macro_f1(cv, 1, 0.95, 0)[0])
-                held = transfer(estimator, tx, y, g, classes, real)
-                scores["transfer"].append(_macro_f1(held.y, held.proba[0].argmax(1), len(classes)))
-                written = cross_validate(estimator, tx, y, g, classes, 5, 1, params.seed, ~real)
-                scores["authored"].append(_macro_f1(written.y, written.proba[0].argmax(1), len(classes)))
-            print(f"{name} | {C:g} | " + " | ".join(f"{np.mean(v):.3f}" for v in scores.values()), flush=True)
+            scores = three_scores(frame, groups, lambda classes: Lookup(classes, params.seed, C=C, variant=name))
+            print(f"{name} | {C:g} | " + " | ".join(f"{v:.3f}" for v in scores.values()), flush=True)
 
 
 if __name__ == "__main__":
