@@ -134,7 +134,7 @@ def pooled_layers(model: PreTrainedModel, batch: dict[str, torch.Tensor], layers
         return mean_pool(model(**batch).last_hidden_state, batch["attention_mask"])
     depth = model.config.num_hidden_layers + 1
     wanted = [i % depth for i in layers]
-    states = [lower_states(model.base_model, batch, 0)]
+    states = [embedding_states(model.base_model, batch)]
     states += layer_outputs(model.base_model, states[0], batch["attention_mask"], 0, max(wanted))
     return torch.cat([mean_pool(states[i], batch["attention_mask"]) for i in wanted], dim=1)
 
@@ -363,11 +363,15 @@ def upper_layers(base: PreTrainedModel, hidden: torch.Tensor, attention_mask: to
     return (layer_outputs(base, hidden, attention_mask, start, stop) or [hidden])[-1]
 
 
+def embedding_states(base: PreTrainedModel, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The embedding layer's output for a tokenized batch: hidden state 0, the input of encoder layer 0."""
+    extra = {"token_type_ids": batch["token_type_ids"]} if "token_type_ids" in batch else {}
+    return base.embeddings(input_ids=batch["input_ids"], **extra)
+
+
 def lower_states(base: PreTrainedModel, batch: dict[str, torch.Tensor], frozen_layers: int) -> torch.Tensor:
     """Hidden states after the embeddings and the first `frozen_layers` encoder layers of a tokenized batch."""
-    extra = {"token_type_ids": batch["token_type_ids"]} if "token_type_ids" in batch else {}
-    hidden = base.embeddings(input_ids=batch["input_ids"], **extra)
-    return upper_layers(base, hidden, batch["attention_mask"], 0, frozen_layers)
+    return upper_layers(base, embedding_states(base, batch), batch["attention_mask"], 0, frozen_layers)
 
 
 def frozen_modules(model: PreTrainedModel, frozen_layers: int) -> list[torch.nn.Module]:
