@@ -103,11 +103,11 @@ def test_pooling_lower_layers_runs_only_those_and_matches_the_full_pass():
     import torch
     from transformers import AutoModel, AutoTokenizer
 
-    from pipeline.models.encoder import mean_pool, pooled_layers, tokenize
+    from pipeline.models.encoder import mean_pool, pooled_layers, token_batches
 
     folder = weights.encoder_dir("minilm")
     tokenizer, model = AutoTokenizer.from_pretrained(folder), AutoModel.from_pretrained(folder).eval()
-    batch = tokenize(tokenizer, TEXTS, 32, torch.device("cpu"))
+    [(_, batch)] = token_batches(tokenizer, TEXTS, 32, len(TEXTS), torch.device("cpu"))
     ran = []
     hooks = [layer.register_forward_hook(lambda *_, i=i: ran.append(i)) for i, layer in enumerate(model.encoder.layer)]
     with torch.inference_mode():
@@ -118,3 +118,23 @@ def test_pooling_lower_layers_runs_only_those_and_matches_the_full_pass():
         states = model(**batch, output_hidden_states=True).hidden_states
     expected = torch.cat([mean_pool(states[3], batch["attention_mask"]), mean_pool(states[2], batch["attention_mask"])], 1)
     assert torch.allclose(got, expected, atol=1e-6)
+
+
+def test_batches_group_texts_by_token_count_and_pad_only_to_the_next_multiple():
+    """Every text lands in exactly one batch, batches run from short to long, and a batch is only as wide as
+    its longest text rounded up to PAD_TO (sorting by characters padded a third more tokens)."""
+    import torch
+    from transformers import AutoTokenizer
+
+    from pipeline.models.encoder import PAD_TO, token_batches
+
+    tokenizer = AutoTokenizer.from_pretrained(weights.encoder_dir("minilm"))
+    texts = [" ".join(["word"] * n) for n in (40, 3, 25, 7, 60, 12, 33, 5)]
+    counts = [len(ids) for ids in tokenizer(texts, truncation=True, max_length=48)["input_ids"]]
+    batches = list(token_batches(tokenizer, texts, 48, 3, torch.device("cpu")))
+    assert sorted(i for idx, _ in batches for i in idx) == list(range(len(texts)))
+    longest = [max(counts[i] for i in idx) for idx, _ in batches]
+    assert longest == sorted(longest)
+    for (idx, batch), top in zip(batches, longest):
+        assert batch["input_ids"].shape == (len(idx), -(-top // PAD_TO) * PAD_TO)
+        assert batch["attention_mask"].sum(1).tolist() == [counts[i] for i in idx]
