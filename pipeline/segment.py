@@ -67,6 +67,19 @@ _END_MARKER = re.compile(
     re.I,
 )
 _BULLET = re.compile(r"^\s*[-–—•*]\s+")
+# An interviewer's question, marked as one: "Q: ...?", "Question: ...?", "Interviewer: ...?" or a speaker's
+# name ("Jane Doe: ...?"), bold in Markdown or not. Kept whatever its length, so an answer keeps its question; an unmarked short
+# question ("## What does Beijing say?", "WHAT HAPPENS NEXT?") is an explainer's section heading.
+_INTERVIEW_QUESTION = re.compile(
+    r"^(?:\*\*|__)?(Q\s*[:.]|(?:Question|Interviewer|Host|Moderator)\s*:|[A-Z][\w.'\-]+(?:\s+[A-Z][\w.'\-]+){1,3}\s*:)"
+    r"\s+\S.*\?[\"”’']?(?:\*\*|__)?$")
+
+
+def _is_interview_question(text: str) -> bool:
+    """A marked interviewer's question; "Related Stories: Why ...?" is a link, not a speaker."""
+    found = _INTERVIEW_QUESTION.match(text)
+    label = found.group(1).rstrip(":. ") if found else ""
+    return bool(found) and not (_END_MARKER.match(label) or _FURNITURE.match(label))
 
 
 class Kind(str, Enum):
@@ -164,7 +177,7 @@ def classify(block: str, min_words: int) -> Kind:
     if _BULLET.match(block) and _words(text) < min_words:
         return Kind.BOILERPLATE  # "- 3 min read", "- Author Name": metadata bullets
     n = _words(text)
-    if n >= min_words and (text.endswith(TERMINAL) or n >= 2 * min_words):
+    if n >= min_words and (text.endswith(TERMINAL) or n >= 2 * min_words) or _is_interview_question(text):
         return Kind.BODY
     if _is_title_like(text):
         return Kind.HEADING

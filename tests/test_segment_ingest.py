@@ -111,6 +111,27 @@ def test_classify_generic_cues():
     assert normalise("a\u00a0 b") == "a b"
 
 
+def test_short_interview_questions_stay_with_their_answers_but_section_questions_do_not():
+    """A marked interviewer's question is a paragraph however short (its answer needs it); an unmarked short
+    question is an explainer's section heading, as are link-like lines with a label."""
+    page = "\n\n".join([
+        "China and the war: an interview",
+        "Q: Is China helping Russia fight the war?",
+        "Not with weapons, as far as anyone has shown, but its exports of machine tools and chips matter a great deal.",
+        "**Pavel Dorokhin: How serious is the payments problem?**",
+        "Serious enough that importers now pay agents a commission of several percent on every transfer to China.",
+        "## What does Beijing say?",
+        "Beijing says it supplies neither side with weapons and that its trade with Russia is normal commerce.",
+        "Explainer: What is the Shanghai Cooperation Organisation?",
+        "Related Stories: Why is China buying more Russian oil?",
+    ])
+    [article] = segment_text(page)
+    assert article.paragraphs[0] == "Q: Is China helping Russia fight the war?"
+    assert "**Pavel Dorokhin: How serious is the payments problem?**" in article.paragraphs
+    assert not any(cue in p for p in article.paragraphs for cue in ("What does Beijing say", "Explainer", "Related"))
+    assert len(article.paragraphs) == 5
+
+
 def test_html_goes_through_main_text_extraction(tmp_path):
     body = " ".join(["Moscow and Beijing deepened their cooperation this year, officials said."] * 3)
     html = (f"<html><body><nav><a href='/'>Home</a><a href='/world'>World</a></nav><article><h1>Title of the story here</h1>"
