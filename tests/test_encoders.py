@@ -120,21 +120,27 @@ def test_pooling_lower_layers_runs_only_those_and_matches_the_full_pass():
     assert torch.allclose(got, expected, atol=1e-6)
 
 
-def test_batches_group_texts_by_token_count_and_pad_only_to_the_next_multiple():
-    """Every text lands in exactly one batch, batches run from short to long, and a batch is only as wide as
-    its longest text rounded up to PAD_TO (sorting by characters padded a third more tokens)."""
+def test_batches_hold_one_padded_width_so_an_embedding_does_not_depend_on_its_company():
+    """Every text lands in exactly one batch, padded only to its own token count rounded up to PAD_TO, so the
+    same text embeds to the same bits alone, among others, or in a batch of another size (a cache filled a
+    few texts at a time then gives what one pass gives)."""
     import torch
-    from transformers import AutoTokenizer
+    from transformers import AutoModel, AutoTokenizer
 
-    from pipeline.models.encoder import PAD_TO, token_batches
+    from pipeline.models.encoder import PAD_TO, sentence_embeddings, token_batches
 
-    tokenizer = AutoTokenizer.from_pretrained(weights.encoder_dir("minilm"))
-    texts = [" ".join(["word"] * n) for n in (40, 3, 25, 7, 60, 12, 33, 5)]
+    folder = weights.encoder_dir("minilm")
+    tokenizer, model = AutoTokenizer.from_pretrained(folder), AutoModel.from_pretrained(folder).eval()
+    texts = [" ".join(["word"] * n) + " ends." for n in (40, 3, 25, 7, 60, 12, 33, 5, 26, 41)]
     counts = [len(ids) for ids in tokenizer(texts, truncation=True, max_length=48)["input_ids"]]
     batches = list(token_batches(tokenizer, texts, 48, 3, torch.device("cpu")))
     assert sorted(i for idx, _ in batches for i in idx) == list(range(len(texts)))
-    longest = [max(counts[i] for i in idx) for idx, _ in batches]
-    assert longest == sorted(longest)
-    for (idx, batch), top in zip(batches, longest):
-        assert batch["input_ids"].shape == (len(idx), -(-top // PAD_TO) * PAD_TO)
+    for idx, batch in batches:
+        assert len(idx) <= 3
+        assert batch["input_ids"].shape[1] == -(-counts[idx[0]] // PAD_TO) * PAD_TO
         assert batch["attention_mask"].sum(1).tolist() == [counts[i] for i in idx]
+    together = sentence_embeddings(model, tokenizer, texts, 48, 4, layers=[-1, 2])
+    for i in (0, 2, 8):
+        alone = sentence_embeddings(model, tokenizer, [texts[i]], 48, 4, layers=[-1, 2])
+        among_others = sentence_embeddings(model, tokenizer, [texts[9], texts[i], texts[4]], 48, 2, layers=[-1, 2])
+        assert np.array_equal(alone[0], together[i]) and np.array_equal(among_others[1], together[i])

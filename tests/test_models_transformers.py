@@ -11,9 +11,11 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from pipeline.model import StanceModel
 from pipeline.models import build_classifier
+from pipeline.models.encoder import token_batches
 from pipeline.precision import MIN_AGREEMENT, candidates, choose_precision
 from pipeline.schema import load_schema
 
@@ -161,7 +163,9 @@ def test_tasks_score_on_one_pass_of_the_shared_lower_layers(saved_two_task_model
     for task, clf in loaded.classifiers.items():
         clf._scorer.base_model.embeddings.register_forward_hook(counter(task))
     together = loaded.predict_proba(TEXTS)
-    batches = -(-len(TEXTS) // next(iter(loaded.classifiers.values())).params.eval_batch_size)
+    first = next(iter(loaded.classifiers.values()))
+    batches = len(list(token_batches(first._tokenizer, TEXTS, first.params.max_length, first.params.eval_batch_size,
+                                     torch.device("cpu"))))
     assert sum(calls.values()) == batches  # one embeddings (and lower layers) pass per batch, for all tasks
     for task, clf in loaded.classifiers.items():  # the same probabilities as each task scoring alone
         np.testing.assert_allclose(together[task], clf.predict_proba(TEXTS), atol=1e-6)

@@ -106,17 +106,21 @@ def model_text(tokenizer: PreTrainedTokenizerBase, text: str, max_length: int) -
 
 def token_batches(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], max_length: int, batch_size: int,
                   on: torch.device) -> Iterator[tuple[list[int], dict[str, torch.Tensor]]]:
-    """(indices, tokenized batch) of `texts` in batches of similar token count. The texts are tokenized
-    once, in one fast-tokenizer call, and sorted by their truncated token count, so a batch pads only to
-    the next multiple of PAD_TO: sorting by characters left a third more tokens than the texts have
-    (benchmark paragraphs), and encoder time grows with every token."""
+    """(indices, tokenized batch) of `texts`, tokenized once in one fast-tokenizer call. A batch holds only
+    texts whose truncated token count rounds up to the same multiple of PAD_TO, so each text is always
+    padded to that length whatever else is embedded with it: its embedding is then the same bit for bit
+    in any company (a cache filled a few texts at a time gives what one pass gives), and padding stays
+    under PAD_TO tokens a text (sorting by characters had left a third more tokens than the texts have)."""
     encoded = tokenizer(list(texts), truncation=True, max_length=max_length)
-    order = sorted(range(len(texts)), key=lambda i: len(encoded["input_ids"][i]))
-    for start in range(0, len(order), batch_size):
-        idx = order[start:start + batch_size]
-        rows = [{k: encoded[k][i] for k in encoded.keys()} for i in idx]
-        batch = tokenizer.pad(rows, padding=True, pad_to_multiple_of=PAD_TO, return_tensors="pt")
-        yield idx, {k: v.to(on) for k, v in batch.items()}
+    width = [-(-len(ids) // PAD_TO) * PAD_TO for ids in encoded["input_ids"]]
+    same_width: dict[int, list[int]] = {}
+    for i in sorted(range(len(texts)), key=lambda i: width[i]):
+        same_width.setdefault(width[i], []).append(i)
+    for group in same_width.values():
+        for idx in (group[start:start + batch_size] for start in range(0, len(group), batch_size)):
+            rows = [{k: encoded[k][i] for k in encoded.keys()} for i in idx]
+            batch = tokenizer.pad(rows, padding=True, pad_to_multiple_of=PAD_TO, return_tensors="pt")
+            yield idx, {k: v.to(on) for k, v in batch.items()}
 
 
 LAST_LAYER = (-1,)  # the sentence-transformers embedding: the last layer's output, mean-pooled
