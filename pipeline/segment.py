@@ -75,7 +75,7 @@ _INTERVIEW_QUESTION = re.compile(
     r"\s+\S.*\?[\"”’']?(?:\*\*|__)?$")
 
 
-def _is_interview_question(text: str) -> bool:
+def is_interview_question(text: str) -> bool:
     """A marked interviewer's question; "Related Stories: Why ...?" is a link, not a speaker."""
     found = _INTERVIEW_QUESTION.match(text)
     label = found.group(1).rstrip(":. ") if found else ""
@@ -177,7 +177,7 @@ def classify(block: str, min_words: int) -> Kind:
     if _BULLET.match(block) and _words(text) < min_words:
         return Kind.BOILERPLATE  # "- 3 min read", "- Author Name": metadata bullets
     n = _words(text)
-    if n >= min_words and (text.endswith(TERMINAL) or n >= 2 * min_words) or _is_interview_question(text):
+    if n >= min_words and (text.endswith(TERMINAL) or n >= 2 * min_words) or is_interview_question(text):
         return Kind.BODY
     if _is_title_like(text):
         return Kind.HEADING

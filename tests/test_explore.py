@@ -13,6 +13,7 @@ from pipeline.dataset import load_frame
 from pipeline.ingest import load_paragraphs
 from pipeline.labels import Annotation, load_annotations
 from pipeline.schema import load_schema
+from pipeline.segment import is_interview_question
 
 pytestmark = pytest.mark.slow  # trains or serves real models, or runs the pipeline end to end
 
@@ -43,7 +44,9 @@ def test_paragraph_lengths_and_examples(loaded):
     params, schema, frame = loaded
     paragraphs = load_paragraphs(resolve(params.ingest.paragraphs))
     lengths = explore.paragraph_lengths(paragraphs, frame["paragraph_id"])
-    assert lengths["labelled"].sum() == len(frame) and (lengths["words"] >= params.ingest.min_words).all()
+    assert lengths["labelled"].sum() == len(frame)
+    short = paragraphs.loc[lengths["words"] < params.ingest.min_words, "text"]
+    assert short.map(is_interview_question).all()  # the one kind of paragraph kept however short
     task = schema.task_names[0]
     examples = explore.examples_per_class(frame, schema, task, n=2)
     assert set(examples["class"]) <= set(schema.labels(task)) and examples.groupby("class").size().max() <= 2
