@@ -1,7 +1,7 @@
 """Does the article around a paragraph help embed_lr, and is C still right on the grown corpus? (issue 9;
 results in results/model_selection.md)
 
-Reads the embeddings `dvc repro` left in the embedding cache (the champion's encoder, `layers` and
+Reads the embeddings `dvc repro` left in the embedding cache (anything missing is embedded) (the champion's encoder, `layers` and
 `max_length` from params.yaml; run `dvc repro` first) and scores a logistic regression on each variant
 the three ways `pooled_layers.py` does (headline CV, transfer, authored-only CV), mean macro-F1 over tasks:
 - own: the paragraph's embedding (the champion's features);
@@ -18,36 +18,26 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from pydantic import BaseModel
-from transformers import AutoTokenizer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pooled_layers import three_scores  # noqa: E402
+from pooled_layers import lookup_classifier, three_scores  # noqa: E402
 
 from pipeline.config import load_params, resolve  # noqa: E402
 from pipeline.dataset import load_frame  # noqa: E402
-from pipeline.models.base import StanceClassifier  # noqa: E402
 from pipeline.models.embed_lr import EmbedLogReg  # noqa: E402
-from pipeline.models.encoder import EmbeddingCache, encoder_fingerprint, model_text  # noqa: E402
-from pipeline.models.head import LogRegHead  # noqa: E402
-from pipeline.models.weights import cache_root, encoder_dir  # noqa: E402
+from pipeline.models.encoder import encoder_fingerprint, frozen_encoder  # noqa: E402
+from pipeline.models.weights import encoder_dir  # noqa: E402
 from pipeline.train import group_values  # noqa: E402
 
 
 def cached_embeddings(texts: list[str]) -> np.ndarray:
-    """The champion's fp32 training embeddings of `texts`, from the cache `dvc repro` filled."""
+    """The champion's fp32 training embeddings of `texts`, from the cache `dvc repro` filled (any text not
+    there is embedded, and not written back)."""
     settings = EmbedLogReg.Params(**load_params().models.get("embed_lr", {}))
     folder = encoder_dir(settings.encoder)
-    suffix = "" if settings.layers == [-1] else "-layers" + "_".join(map(str, settings.layers))
-    path = cache_root() / "embeddings" / f"{encoder_fingerprint(folder)}-fp32-{settings.max_length}{suffix}.npz"
-    stored = EmbeddingCache(path).vectors()
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    keys = [EmbeddingCache.key(model_text(tokenizer, t, settings.max_length)) for t in texts]
-    missing = sum(k not in stored for k in keys)
-    if missing:
-        raise SystemExit(f"{path}: {missing} of {len(keys)} paragraphs not embedded; run `dvc repro` first")
-    return np.stack([stored[k] for k in keys])
+    encoder = frozen_encoder(folder, encoder_fingerprint(folder))
+    return encoder.embed(texts, settings.max_length, settings.batch_size, layers=settings.layers)
 
 
 def main() -> None:
@@ -62,23 +52,8 @@ def main() -> None:
         article_mean[rows] = own[rows].mean(axis=0)
     variants = {"own": own, "own+art": np.hstack([own, article_mean]),
                 "own+0.5art": np.hstack([own, 0.5 * article_mean])}
-    row_of = {t: i for i, t in enumerate(texts)}
 
-    class Lookup(StanceClassifier):
-        """A logistic regression on one variant's precomputed features (CV clones it per fold)."""
-        family = "lookup"
-
-        class Params(BaseModel):
-            C: float = 8.0
-            variant: str = "own"
-
-        def fit(self, texts, labels):
-            X = variants[self.params.variant][[row_of[t] for t in texts]]
-            self._head = LogRegHead(self.classes, self.params.C, self.seed).fit(X, labels)
-            return self
-
-        def predict_proba(self, texts):
-            return self._head.predict_proba(variants[self.params.variant][[row_of[t] for t in texts]])
+    Lookup = lookup_classifier(variants, texts)
 
     groups = group_values(frame, "article").to_numpy()
     names = sys.argv[1].split(",") if len(sys.argv) > 1 else list(variants)

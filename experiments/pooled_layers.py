@@ -98,19 +98,17 @@ def three_scores(frame, groups: np.ndarray, make_estimator) -> dict[str, float]:
     return {k: float(np.mean(v)) for k, v in scores.items()}
 
 
-def main() -> None:
-    params = load_params()
-    frame = load_frame(resolve(params.dataset.out_dir))
-    texts = frame["text"].tolist()
-    variants, row_of = features(texts), {t: i for i, t in enumerate(texts)}
+def lookup_classifier(variants: dict[str, np.ndarray], texts: list[str]) -> type[StanceClassifier]:
+    """A classifier family fitting a logistic regression on one variant's precomputed features, a row per
+    text of `texts` (CV clones it per fold); hyperparameters C and variant."""
+    row_of = {t: i for i, t in enumerate(texts)}
 
     class Lookup(StanceClassifier):
-        """A logistic regression on one variant's precomputed features (CV clones it per fold)."""
         family = "lookup"
 
         class Params(BaseModel):
             C: float = 8.0
-            variant: str = "last"
+            variant: str = next(iter(variants))
 
         def fit(self, texts, labels):
             X = variants[self.params.variant][[row_of[t] for t in texts]]
@@ -120,6 +118,16 @@ def main() -> None:
         def predict_proba(self, texts):
             return self._head.predict_proba(variants[self.params.variant][[row_of[t] for t in texts]])
 
+    return Lookup
+
+
+def main() -> None:
+    params = load_params()
+    frame = load_frame(resolve(params.dataset.out_dir))
+    texts = frame["text"].tolist()
+    variants = features(texts)
+
+    Lookup = lookup_classifier(variants, texts)
     groups = group_values(frame, "article").to_numpy()
     names = sys.argv[1].split(",") if len(sys.argv) > 1 else list(variants)
     Cs = [float(c) for c in sys.argv[2].split(",")] if len(sys.argv) > 2 else [8.0, 32.0]
