@@ -178,9 +178,14 @@ def hf_labels(model, texts: list[str]) -> dict[str, list[str]]:
         return np.stack(rows)
 
     if model.family == "embed_lr":
+        from transformers import AutoModel, AutoTokenizer
+
+        from pipeline.models.weights import encoder_dir
+
         first = next(iter(model.classifiers.values()))
-        frozen = first._encoder()
-        shared = embed(frozen.scorer, frozen.tokenizer, first.params.max_length, first.params.layers)  # fp32
+        folder = first._encoder_dir or encoder_dir(first.params.encoder)  # loaded as a user would, not prepacked
+        encoder = AutoModel.from_pretrained(folder, use_safetensors=True).eval()
+        shared = embed(encoder, AutoTokenizer.from_pretrained(folder), first.params.max_length, first.params.layers)
     for task, clf in model.classifiers.items():
         vectors = shared if model.family == "embed_lr" else embed(clf._model, clf._tokenizer, clf.params.max_length)
         out[task] = [clf.classes[i] for i in clf._head.predict_proba(vectors).argmax(axis=1)]

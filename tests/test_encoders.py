@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from pipeline import model as model_module
 from pipeline.config import ConfigError
@@ -53,13 +54,13 @@ def test_embed_lr_on_mpnet_saves_one_encoder_for_all_tasks(tmp_path):
 
 def test_training_embeddings_are_cached_on_disk_and_reused_by_a_new_process(tmp_path, monkeypatch):
     from pipeline.models import encoder as encoder_module
-    from pipeline.models.encoder import FrozenEncoder
+    from pipeline.models.encoder import LINEAR_KERNELS, FrozenEncoder
 
     folder = weights.encoder_dir("minilm")
     first = FrozenEncoder(folder, "fp32", "k", tmp_path)
     trained = first.embed(TEXTS[:4], 32, 8, persist=True)
     first.embed(TEXTS[4:], 32, 8)  # scoring-time texts are not written
-    assert len(list(tmp_path.glob("k-fp32-32.npz"))) == 1
+    assert len(list(tmp_path.glob(f"k-fp32-{LINEAR_KERNELS}-32.npz"))) == 1
     fresh = FrozenEncoder(folder, "fp32", "k", tmp_path)
     monkeypatch.setattr(encoder_module, "sentence_embeddings", lambda *a, **k: pytest.fail("re-encoded a cached text"))
     assert np.allclose(fresh.embed(TEXTS[:4], 32, 8), trained)
@@ -84,6 +85,25 @@ def test_a_huge_paragraph_is_cut_before_tokenizing_to_the_same_tokens():
     assert model_text(tokenizer, short, 64) is short
 
 
+def test_packed_linear_layers_give_torchs_embeddings_in_fp32_and_bf16():
+    from transformers import AutoModel, AutoTokenizer
+
+    from pipeline.models.encoder import PackedLinear, inference_model, onednn_linear_available, sentence_embeddings
+
+    if not onednn_linear_available():
+        pytest.skip("this torch has no oneDNN Linear kernels")
+    folder = weights.encoder_dir("minilm")
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    plain = AutoModel.from_pretrained(folder, use_safetensors=True).eval()
+    reference = sentence_embeddings(plain, tokenizer, TEXTS, 32, 4)
+    for precision, atol in (("fp32", 1e-5), ("bf16", 2e-2)):
+        packed = inference_model(plain, precision)
+        assert not any(type(m) is torch.nn.Linear for m in packed.modules())
+        assert any(isinstance(m, PackedLinear) for m in packed.modules())
+        assert np.allclose(sentence_embeddings(packed, tokenizer, TEXTS, 32, 4), reference, atol=atol)
+    assert any(type(m) is torch.nn.Linear for m in plain.modules())  # the model passed in is left as it is
+
+
 def test_embeddings_of_several_layers_sit_side_by_side_each_normalised(tmp_path):
     from pipeline.models.encoder import FrozenEncoder
 
@@ -93,7 +113,7 @@ def test_embeddings_of_several_layers_sit_side_by_side_each_normalised(tmp_path)
     assert both.shape == (len(TEXTS), 2 * last.shape[1])
     assert np.allclose(both[:, :last.shape[1]], last, atol=1e-5)
     assert np.allclose(np.linalg.norm(both[:, last.shape[1]:], axis=1), 1.0, atol=1e-5)
-    assert len(list(tmp_path.glob("k-fp32-32*.npz"))) == 2  # one cache file per layer choice
+    assert len(list(tmp_path.glob("k-fp32-*-32*.npz"))) == 2  # one cache file per layer choice
     with pytest.raises(ValueError, match="hidden states are 0..6"):
         encoder.embed(TEXTS, 32, 4, layers=[12])
 
